@@ -1,0 +1,85 @@
+"""A small synchronous client of the ragmesh REST API (used by the CLI and the tests)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+TERMINAL = {"succeeded", "failed", "timed_out", "cancelled"}
+INDEXED_OR_FAILED = {"indexed", "failed"}
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, body: Any) -> None:
+        error = body.get("error", {}) if isinstance(body, dict) else {}
+        super().__init__(f"{status} {error.get('code', '')}: {error.get('message', body)}")
+        self.status, self.body = status, body
+
+
+class Client:
+    def __init__(self, base_url: str, api_key: str, timeout: float = 60.0) -> None:
+        self.http = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout,
+                                 headers={"Authorization": f"Bearer {api_key}"})
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.http.close()
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self.http.request(method, path, **kwargs)
+        body = response.json() if response.content else None
+        if response.status_code >= 400:
+            raise ApiError(response.status_code, body)
+        return body
+
+    # --- queries
+    def submit(self, question: str, **params: Any) -> str:
+        return self._call("POST", "/v1/queries", json={"question": question, **params})["id"]
+
+    def query(self, query_id: str, wait: int = 0) -> dict[str, Any]:
+        return self._call("GET", f"/v1/queries/{query_id}", params={"wait": wait} if wait
+                          else None)
+
+    def wait_query(self, query_id: str, timeout: float = 600.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            view = self.query(query_id, wait=min(30, max(1, int(deadline - time.monotonic()))))
+            if view["status"] in TERMINAL or time.monotonic() > deadline:
+                return view
+
+    def ask(self, question: str, timeout: float = 600.0, **params: Any) -> dict[str, Any]:
+        return self.wait_query(self.submit(question, **params), timeout)
+
+    # --- documents
+    def upload(self, path: Path, collection: str | None = None,
+               document_id: str | None = None) -> dict[str, Any]:
+        data = {k: v for k, v in {"collection": collection, "document_id": document_id}.items()
+                if v}
+        with path.open("rb") as fh:
+            return self._call("POST", "/v1/documents", files={"file": (path.name, fh)},
+                              data=data)
+
+    def add_text(self, text: str, source: str, **fields: Any) -> dict[str, Any]:
+        return self._call("POST", "/v1/documents", json={"text": text, "source": source,
+                                                         **fields})
+
+    def document(self, document_id: str) -> dict[str, Any]:
+        return self._call("GET", f"/v1/documents/{document_id}")
+
+    def wait_documents(self, ids: list[str], timeout: float = 600.0) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        pending, done = list(ids), {}
+        while pending and time.monotonic() < deadline:
+            for document_id in list(pending):
+                doc = self.document(document_id)
+                if doc["status"] in INDEXED_OR_FAILED:
+                    done[document_id] = doc
+                    pending.remove(document_id)
+            if pending:
+                time.sleep(0.3)
+        return [done.get(i) or self.document(i) for i in ids]

@@ -1,0 +1,219 @@
+"""The embedded mesh: every process `ragmesh up` runs, started in order and stopped cleanly.
+
+Components a user configured explicitly (a Redis URL, a Milvus URI, an engine URL) are used
+as they are; the others are started here from the project's own dependencies.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from ragmesh.procs import Proc, free_port, wait_until
+from ragmesh.valkey import load_or_create_password, valkey_proc, wait_for_valkey
+from shared.settings import Settings
+
+Report = Callable[[str], None]
+
+WORKERS = ("embedder", "retriever", "generator")
+# A child that dies is restarted, unless it keeps dying: then the mesh stops and says why.
+MAX_RESTARTS = 5
+
+
+def load_or_create_api_key(state_dir: Path) -> str:
+    path = state_dir / "api_key"
+    if path.exists():
+        return path.read_text().strip()
+    state_dir.mkdir(parents=True, exist_ok=True)
+    key = "rm-" + secrets.token_urlsafe(32)
+    path.write_text(key)
+    path.chmod(0o600)
+    return key
+
+
+def default_model_dir(state_dir: Path) -> Path:
+    return state_dir / "models" / "smollm2-135m-instruct"
+
+
+@dataclass
+class Mesh:
+    """Start with `start()`, stop with `stop()`; `supervise()` restarts children that die."""
+
+    settings: Settings
+    report: Report = print
+    engine_model: str | None = None  # overrides settings.engine_model_path (tests: tiny model)
+    api_port: int | None = None
+    procs: dict[str, Proc] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)
+    api_key: str = ""
+    restarts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def state_dir(self) -> Path:
+        return self.settings.state_dir.resolve()
+
+    @property
+    def logs(self) -> Path:
+        return self.state_dir / "logs"
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.env['RAGMESH_API_PORT']}"
+
+    def _explicit(self, name: str) -> bool:
+        return name in self.settings.model_fields_set
+
+    # --- start -------------------------------------------------------------------------------
+    def start(self, ready_timeout: float | None = None) -> None:
+        try:
+            self._start_redis()
+            self._start_vectorstore()
+            self._start_engine()
+            self._start_services()
+            self._wait_ready(ready_timeout or self.settings.engine_start_timeout + 60)
+        except BaseException:
+            self.stop()  # never leave half a mesh running
+            raise
+
+    def _start_redis(self) -> None:
+        if self._explicit("redis_url"):
+            self.env["RAGMESH_REDIS_URL"] = self.settings.redis_url.get_secret_value()
+            self.report("redis: using the configured server")
+            return
+        password = load_or_create_password(self.state_dir / "valkey" / "password")
+        proc, url = valkey_proc(self.state_dir / "valkey", password)
+        self.procs["valkey"] = proc.start()
+        wait_for_valkey(proc, url)
+        self.env["RAGMESH_REDIS_URL"] = url
+        self.report(f"redis: embedded Valkey on {url.rsplit('@', 1)[1]} (AOF in "
+                    f"{self.state_dir / 'valkey'})")
+
+    def _start_vectorstore(self) -> None:
+        uri = self.settings.milvus_uri
+        if "://" in uri:
+            self.env["RAGMESH_VECTORSTORE_URI"] = uri
+            self.report(f"milvus: using {uri}")
+            return
+        # One Milvus Lite server owns the file, so several processes can share it.
+        path = Path(uri).resolve()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        port = free_port()
+        argv = [sys.executable, "-m", "milvus_lite", "server", "--data-dir", str(path),
+                "--host", "127.0.0.1", "--port", str(port)]
+        proc = Proc("milvus", argv, self.logs / "milvus.log").start()
+        self.procs["milvus"] = proc
+        wait_until(lambda: _tcp_open(port), 60, "milvus lite", [proc])
+        self.env["RAGMESH_VECTORSTORE_URI"] = f"http://127.0.0.1:{port}"
+        self.report(f"milvus: Milvus Lite on 127.0.0.1:{port} (data in {path})")
+
+    def _start_engine(self) -> None:
+        if self._explicit("generator_engine_url"):
+            self.env["RAGMESH_GENERATOR_ENGINE_URL"] = self.settings.generator_engine_url
+            self.report(f"engine: using {self.settings.generator_engine_url}")
+            return
+        from ragmesh.engine import vllm_server_command, vllm_server_env  # noqa: PLC0415
+
+        model = self.engine_model or self.settings.engine_model_path or self._prepare_model()
+        port = self.settings.engine_port if self.settings.engine_port else free_port()
+        if not _port_free(port):
+            port = free_port()
+        argv = vllm_server_command(model, host="127.0.0.1", port=port,
+                                   served_model_name=self.settings.generator_model,
+                                   max_model_len=self.settings.engine_max_model_len)
+        proc = Proc("engine", argv, self.logs / "engine.log", env=vllm_server_env(os.environ))
+        self.procs["engine"] = proc.start()
+        self.env["RAGMESH_GENERATOR_ENGINE_URL"] = f"http://127.0.0.1:{port}/v1"
+        self.report(f"engine: vLLM starting on 127.0.0.1:{port} with {model} "
+                    f"(log: {proc.log_path})")
+
+    def _prepare_model(self) -> str:
+        from ragmesh.models import is_complete, prepare_smollm2  # noqa: PLC0415
+
+        target = default_model_dir(self.state_dir)
+        if not is_complete(target):
+            self.report("engine: converting SmolLM2-135M-Instruct from GGUF (once)…")
+            prepare_smollm2(target)
+        return str(target)
+
+    def _start_services(self) -> None:
+        keys = [k.get_secret_value() for k in self.settings.api_keys]
+        if not keys:
+            self.api_key = load_or_create_api_key(self.state_dir)
+            keys = [self.api_key]
+        else:
+            self.api_key = keys[0]
+        port = self.api_port if self.api_port is not None else self.settings.api_port
+        if port == 0 or not _port_free(port):
+            port = free_port()
+        self.env.update({
+            "RAGMESH_API_KEYS": ",".join(keys), "RAGMESH_API_PORT": str(port),
+            "RAGMESH_API_HOST": self.settings.api_host,
+            "RAGMESH_STATE_DIR": str(self.state_dir), "HF_HUB_OFFLINE": "1",
+            "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"})
+        for name in (*WORKERS, "api"):
+            self._spawn(name)
+        self.report(f"services: api, {', '.join(WORKERS)} started (logs in {self.logs})")
+
+    def _spawn(self, name: str) -> None:
+        argv = [sys.executable, "-m", f"services.{name}"]
+        self.procs[name] = Proc(name, argv, self.logs / f"{name}.log", env=self.env,
+                                cwd=Path.cwd()).start()
+
+    def _wait_ready(self, timeout: float) -> None:
+        client = httpx.Client(timeout=5)
+        last: dict[str, str] = {}
+
+        def ready() -> bool:
+            body = client.get(f"{self.api_url}/readyz").json()
+            checks = body.get("checks", {})
+            for name, state in checks.items():
+                if last.get(name) != state:
+                    self.report(f"  {name}: {state}")
+            last.update(checks)
+            return body.get("status") == "ready"
+
+        try:
+            wait_until(ready, timeout, "mesh readiness", list(self.procs.values()), interval=1)
+        finally:
+            client.close()
+
+    # --- run and stop ------------------------------------------------------------------------
+    def supervise(self, interval: float = 1.0) -> None:
+        """Until interrupted: restart children that die (not Valkey or Milvus: their data)."""
+        while True:
+            for name, proc in list(self.procs.items()):
+                if proc.alive():
+                    continue
+                if name in {"valkey", "milvus"} or self.restarts.get(name, 0) >= MAX_RESTARTS:
+                    raise RuntimeError(proc.failure())
+                self.restarts[name] = self.restarts.get(name, 0) + 1
+                self.report(f"{name} died (exit {proc.popen.returncode if proc.popen else '?'})"
+                            f"; restarting ({self.restarts[name]}/{MAX_RESTARTS})")
+                self.procs[name] = Proc(proc.name, proc.argv, proc.log_path, proc.env,
+                                        proc.cwd).start()
+            time.sleep(interval)
+
+    def stop(self) -> None:
+        """Stop in reverse order of start: the API first, storage last."""
+        for name in reversed(list(self.procs)):
+            self.procs[name].stop(grace=15 if name in WORKERS else 10)
+        self.procs.clear()
+
+
+def _tcp_open(port: int) -> bool:
+    import socket  # noqa: PLC0415
+
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _port_free(port: int) -> bool:
+    return not _tcp_open(port)

@@ -1,0 +1,1 @@
+"""The ragmesh services: api, embedder, retriever, generator."""

@@ -1,0 +1,1 @@
+"""The REST API: accepts questions and documents, enqueues work, serves results."""

@@ -1,0 +1,54 @@
+"""Reading request bodies into validated models, with clear 4xx errors."""
+
+from __future__ import annotations
+
+import json
+from typing import TypeVar
+
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from services.api.errors import ApiError, validation_error
+
+M = TypeVar("M", bound=BaseModel)
+
+
+async def json_body(request: web.Request, model: type[M]) -> M:
+    if request.content_type != "application/json":
+        raise ApiError(415, "unsupported_media_type", "send the body as application/json")
+    raw = await request.read()
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ApiError(400, "malformed_json", f"the body is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ApiError(422, "invalid_request", "the body must be a JSON object")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise validation_error(exc) from exc
+
+
+def check_text(field: str, value: str, max_chars: int) -> str:
+    """Refuse blank, NUL-carrying or over-long text."""
+    if "\x00" in value:
+        raise ApiError(422, "invalid_request", f"{field}: must not contain NUL characters")
+    if not value.strip():
+        raise ApiError(422, "invalid_request", f"{field}: must not be blank")
+    if len(value) > max_chars:
+        raise ApiError(422, "invalid_request",
+                       f"{field}: longer than {max_chars} characters ({len(value)})")
+    return value
+
+
+def int_param(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise ApiError(422, "invalid_request", f"{name}: must be an integer") from exc
+    if not low <= value <= high:
+        raise ApiError(422, "invalid_request", f"{name}: must be between {low} and {high}")
+    return value

@@ -1,0 +1,71 @@
+"""/healthz (alive), /readyz (can serve), /metrics (Prometheus)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import redis
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from services.api.state import REDIS
+from shared import health, metrics
+from shared.jobs import Queues
+from shared.queue import queue
+
+routes = web.RouteTableDef()
+
+# Which service must be listening for each queue to be served.
+SERVICES = {"embedder": Queues.EMBED, "retriever": Queues.RETRIEVE, "generator": Queues.GENERATE}
+
+
+@routes.get("/healthz")
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+def readiness(client: redis.Redis) -> tuple[bool, dict[str, Any]]:
+    """Redis answers, and each stage has at least one fresh, ready worker (the retriever's
+    readiness includes reaching the vector store; the generator's, reaching its engine)."""
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        return False, {"redis": f"unreachable: {exc}"}
+    checks: dict[str, Any] = {"redis": "ok"}
+    ok = True
+    for service in SERVICES:
+        beats = health.workers(client, service)
+        ready = [b for b in beats if b["ready"]]
+        if ready:
+            checks[service] = f"{len(ready)} ready worker(s)"
+        else:
+            ok = False
+            detail = "; ".join(b["detail"] for b in beats) if beats else "no worker listening"
+            checks[service] = f"not ready: {detail}"
+    return ok, checks
+
+
+@routes.get("/readyz")
+async def readyz(request: web.Request) -> web.Response:
+    ok, checks = await asyncio.to_thread(readiness, request.app[REDIS])
+    body: dict[str, Any] = {"status": "ready" if ok else "not_ready", "checks": checks}
+    if not ok:
+        reasons = [f"{k}: {v}" for k, v in checks.items() if v != "ok" and "not" in str(v)
+                   or "unreachable" in str(v)]
+        body["error"] = {"code": "not_ready", "message": "; ".join(reasons)}
+    return web.json_response(body, status=200 if ok else 503)
+
+
+def _queue_depths(client: redis.Redis) -> None:
+    for q in Queues:
+        metrics.QUEUE_DEPTH.labels(q.value).set(queue(client, q).count)
+
+
+@routes.get("/metrics")
+async def metrics_endpoint(request: web.Request) -> web.Response:
+    try:
+        await asyncio.to_thread(_queue_depths, request.app[REDIS])
+    except redis.RedisError:
+        pass  # still serve the API's own metrics
+    return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})

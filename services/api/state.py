@@ -1,0 +1,15 @@
+"""Typed app state: what handlers share, under web.AppKey (no module-level singletons)."""
+
+from __future__ import annotations
+
+import redis
+from aiohttp import web
+
+from shared.records import DocumentRecords, QueryRecords
+from shared.settings import Settings
+
+SETTINGS = web.AppKey("settings", Settings)
+REDIS = web.AppKey("redis", redis.Redis)
+QUERIES = web.AppKey("queries", QueryRecords)
+DOCUMENTS = web.AppKey("documents", DocumentRecords)
+OWNER = "ragmesh_owner"  # request key: the owner id of the authenticated API key

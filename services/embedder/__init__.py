@@ -1,0 +1,1 @@
+"""Embedder worker: sentence-transformers embeddings for questions and document chunks."""

@@ -1,0 +1,28 @@
+"""`python -m services.embedder`: load the model once, then serve the embed queue."""
+
+from __future__ import annotations
+
+from services.embedder import core, tasks
+from shared.jobs import Queues
+from shared.logging import get_logger, setup_logging
+from shared.queue import connect
+from shared.settings import Settings
+from shared.worker import run_worker
+
+
+def main() -> None:
+    settings = Settings()
+    setup_logging(settings.log_level, settings.log_json, service="embedder")
+    log = get_logger("embedder")
+    log.info("loading_model", model=settings.embedding_model, device=settings.embedding_device)
+    encoder = core.load_encoder(settings.embedding_model, settings.embedding_device)
+    tasks.setup(tasks.Resources(settings=settings, connection=connect(settings), encoder=encoder))
+
+    def ready() -> tuple[bool, str]:
+        return True, f"model {settings.embedding_model} loaded"
+
+    run_worker(settings, "embedder", [Queues.EMBED], ready)
+
+
+if __name__ == "__main__":
+    main()

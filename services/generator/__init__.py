@@ -1,0 +1,1 @@
+"""Generator worker: builds the grounded prompt and generates with a vLLM engine."""

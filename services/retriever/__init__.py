@@ -1,0 +1,1 @@
+"""Retriever worker: searches Milvus for the top chunks and keeps the index up to date."""

@@ -1,0 +1,1 @@
+"""Code every ragmesh service shares: settings, job schemas, queues, records, logs, metrics."""

@@ -1,0 +1,159 @@
+"""Job schemas: queue names, task paths and the payloads that cross Redis, defined once.
+
+The API validates a request into one of these models and enqueues `model_dump(mode="json")`;
+each worker's first line validates it back. Tasks are enqueued by dotted path so the API
+never imports torch or pymilvus.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Queues(StrEnum):
+    EMBED = "ragmesh-embed"
+    RETRIEVE = "ragmesh-retrieve"
+    GENERATE = "ragmesh-generate"
+
+
+class Tasks(StrEnum):
+    EMBED_QUERY = "services.embedder.tasks.embed_query"
+    EMBED_DOCUMENT = "services.embedder.tasks.embed_document"
+    RETRIEVE = "services.retriever.tasks.retrieve"
+    INDEX_DOCUMENT = "services.retriever.tasks.index_document"
+    DELETE_DOCUMENT = "services.retriever.tasks.delete_document"
+    GENERATE = "services.generator.tasks.generate"
+
+
+TASK_QUEUE: dict[Tasks, Queues] = {
+    Tasks.EMBED_QUERY: Queues.EMBED,
+    Tasks.EMBED_DOCUMENT: Queues.EMBED,
+    Tasks.RETRIEVE: Queues.RETRIEVE,
+    Tasks.INDEX_DOCUMENT: Queues.RETRIEVE,
+    Tasks.DELETE_DOCUMENT: Queues.RETRIEVE,
+    Tasks.GENERATE: Queues.GENERATE,
+}
+
+
+class QueryStatus(StrEnum):
+    QUEUED = "queued"
+    EMBEDDING = "embedding"
+    RETRIEVING = "retrieving"
+    GENERATING = "generating"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    TIMED_OUT = "timed_out"
+    CANCELLED = "cancelled"
+
+
+class DocumentStatus(StrEnum):
+    QUEUED = "queued"
+    PROCESSING = "processing"
+    INDEXED = "indexed"
+    FAILED = "failed"
+
+
+TERMINAL_QUERY = frozenset({QueryStatus.SUCCEEDED, QueryStatus.FAILED, QueryStatus.TIMED_OUT,
+                            QueryStatus.CANCELLED})
+TERMINAL_DOCUMENT = frozenset({DocumentStatus.INDEXED, DocumentStatus.FAILED})
+
+COLLECTION_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,254}$"
+DOCUMENT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --- what clients send (validated by the API) -------------------------------------------------
+
+class QueryRequest(_Strict):
+    question: str = Field(min_length=1, description="The question, in plain text.")
+    top_k: int | None = Field(None, ge=1, description="Chunks to retrieve.")
+    collection: str | None = Field(None, pattern=COLLECTION_PATTERN)
+    max_tokens: int | None = Field(None, ge=1, le=4096)
+    temperature: float | None = Field(None, ge=0, le=2)
+
+
+class DocumentRequest(_Strict):
+    text: str = Field(min_length=1, description="The document's text.")
+    source: str = Field(min_length=1, max_length=512, description="File name or URL shown in "
+                        "citations.")
+    document_id: str | None = Field(None, pattern=DOCUMENT_ID_PATTERN)
+    collection: str | None = Field(None, pattern=COLLECTION_PATTERN)
+    metadata: dict[str, str | int | float | bool] | None = Field(None, max_length=32)
+
+
+# --- what crosses the queues ------------------------------------------------------------------
+
+class QueryParams(_Strict):
+    top_k: int
+    collection: str
+    max_tokens: int
+    temperature: float
+
+
+class EmbedQueryJob(_Strict):
+    query_id: str
+    question: str
+    params: QueryParams
+
+
+class RetrieveJob(EmbedQueryJob):
+    vector: list[float]
+
+
+class Chunk(_Strict):
+    """One retrieved passage: what the generator cites."""
+
+    document_id: str
+    chunk_id: str
+    source: str
+    text: str
+    score: float
+
+
+class GenerateJob(EmbedQueryJob):
+    chunks: list[Chunk]
+
+
+class EmbedDocumentJob(_Strict):
+    doc_key: str
+    generation: int
+    document_id: str
+    owner: str
+    source: str
+    collection: str
+    text: str
+    metadata: dict[str, Any] = {}
+    stale_collections: list[str] = []
+
+
+class IndexedChunk(_Strict):
+    chunk_id: str
+    text: str
+    vector: list[float]
+
+
+class IndexDocumentJob(_Strict):
+    doc_key: str
+    generation: int
+    document_id: str
+    owner: str
+    source: str
+    collection: str
+    chunks: list[IndexedChunk]
+    stale_collections: list[str] = []
+
+
+class DeleteDocumentJob(_Strict):
+    doc_key: str
+    collections: list[str]
+
+
+class ErrorInfo(_Strict):
+    code: str
+    message: str

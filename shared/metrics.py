@@ -1,0 +1,27 @@
+"""Every ragmesh metric, declared once, with base units and few bounded labels."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
+                    60, 120, 300)
+
+HTTP_REQUESTS = Counter("ragmesh_http_requests_total", "HTTP requests by route and status.",
+                        ["method", "route", "status"])
+HTTP_DURATION = Histogram("ragmesh_http_request_duration_seconds", "HTTP request latency.",
+                          ["method", "route"], buckets=_LATENCY_BUCKETS)
+JOBS = Counter("ragmesh_jobs_total", "Stage jobs by stage and outcome.", ["stage", "outcome"])
+STAGE_DURATION = Histogram("ragmesh_stage_duration_seconds", "Time a stage worked on a job.",
+                           ["stage"], buckets=_LATENCY_BUCKETS)
+STAGE_QUEUED = Histogram("ragmesh_stage_queued_seconds", "Time a job waited in a stage queue.",
+                         ["stage"], buckets=_LATENCY_BUCKETS)
+QUEUE_DEPTH = Gauge("ragmesh_queue_depth", "Jobs waiting per queue.", ["queue"])
+GENERATED_TOKENS = Counter("ragmesh_generated_tokens_total", "Completion tokens generated.")
+PROMPT_TOKENS = Counter("ragmesh_prompt_tokens_total", "Prompt tokens sent to the engine.")
+TIME_TO_FIRST_TOKEN = Histogram("ragmesh_time_to_first_token_seconds",
+                                "From generation start to the first token.",
+                                buckets=_LATENCY_BUCKETS)
+QUERIES = Counter("ragmesh_queries_total", "Finished queries by outcome.", ["outcome"])
+DOCUMENTS = Counter("ragmesh_documents_total", "Finished ingestions by outcome.", ["outcome"])
+CHUNKS_INDEXED = Counter("ragmesh_chunks_indexed_total", "Chunks written to the vector store.")

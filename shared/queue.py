@@ -1,0 +1,64 @@
+"""Redis connections and RQ queues: JSON-serialised, one queue per stage."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis
+from pydantic import BaseModel
+from rq import Callback, Queue
+from rq.job import Job
+from rq.serializers import JSONSerializer
+
+from shared.jobs import TASK_QUEUE, ErrorInfo, Queues, Tasks
+from shared.settings import Settings
+
+FAILURE_CALLBACK = "shared.queue.on_job_failure"
+
+
+def connect(settings: Settings) -> redis.Redis:
+    """A Redis client for the configured URL (the password travels inside the URL)."""
+    return redis.Redis.from_url(
+        settings.redis_url.get_secret_value(),
+        socket_connect_timeout=5,
+        socket_timeout=30,
+        health_check_interval=15,
+        retry_on_timeout=True,
+    )
+
+
+def queue(connection: redis.Redis, name: Queues) -> Queue:
+    # JSON, never pickle: a pickled payload in Redis is code execution on every worker.
+    return Queue(name.value, connection=connection, serializer=JSONSerializer)
+
+
+def enqueue(connection: redis.Redis, task: Tasks, payload: BaseModel, *, job_timeout: int,
+            job_id: str | None = None) -> Job:
+    """Enqueue `task` with a validated payload on the stage queue it belongs to."""
+    return queue(connection, TASK_QUEUE[task]).enqueue(
+        task.value,
+        payload.model_dump(mode="json"),
+        job_id=job_id,
+        job_timeout=job_timeout,
+        result_ttl=60,
+        failure_ttl=24 * 3600,
+        on_failure=Callback(FAILURE_CALLBACK),
+    )
+
+
+def on_job_failure(job: Job, connection: redis.Redis, exc_type: Any, exc: Any, tb: Any) -> None:
+    """Safety net for exceptions a task did not handle: its record ends `failed`, never stuck."""
+    from shared.records import DocumentRecords, QueryRecords  # noqa: PLC0415 (import cycle)
+    from shared.jobs import DocumentStatus, QueryStatus  # noqa: PLC0415
+
+    payload = job.args[0] if job.args and isinstance(job.args[0], dict) else {}
+    timed_out = exc_type is not None and exc_type.__name__ == "JobTimeoutException"
+    error = ErrorInfo(code="stage_timeout" if timed_out else "internal_error",
+                      message=f"{job.func_name.rsplit('.', 1)[-1]} failed: "
+                              f"{exc_type.__name__ if exc_type else 'unknown error'}")
+    if "query_id" in payload:
+        QueryRecords(connection, ttl_seconds=0).finish(payload["query_id"], QueryStatus.FAILED,
+                                                      error)
+    elif "doc_key" in payload:
+        DocumentRecords(connection, ttl_seconds=0).transition(
+            payload["doc_key"], DocumentStatus.FAILED.value, error=error.model_dump())

@@ -1,0 +1,200 @@
+"""The one typed settings object of ragmesh.
+
+Every option lives here, once, with its documentation. Values come from (first wins):
+keyword arguments (tests), environment variables `RAGMESH_*`, a `.env` file, the YAML
+file named by `RAGMESH_CONFIG`, then the defaults below.
+
+The YAML file declares components the way Kotaemon users know, one section per
+component; a key `foo` in section `bar` sets the option `bar_foo`:
+
+    embedding:   {model: all-MiniLM-L6-v2, device: cpu, batch_size: 32}
+    vectorstore: {uri: ./.ragmesh/milvus.db, collection: handbook}
+    generator:   {engine_url: http://127.0.0.1:8001/v1, model: smollm2-135m-instruct}
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+# Sections of the YAML file; each maps onto the options that start with its name.
+YAML_SECTIONS = ("api", "redis", "embedding", "vectorstore", "retrieval", "generator", "ingest",
+                 "query", "engine", "log")
+
+
+class YamlSectionsSource(PydanticBaseSettingsSource):
+    """Reads `RAGMESH_CONFIG` (YAML) and flattens `{section: {key: v}}` to `section_key`."""
+
+    def __init__(self, settings_cls: type[BaseSettings], path: str | None) -> None:
+        super().__init__(settings_cls)
+        self._data = self._load(path) if path else {}
+
+    @staticmethod
+    def _load(path: str) -> dict[str, Any]:
+        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        if not isinstance(raw, dict):
+            raise ValueError(f"{path}: the top level must be a mapping of sections")
+        flat: dict[str, Any] = {}
+        for key, value in raw.items():
+            if key in YAML_SECTIONS and isinstance(value, dict):
+                flat.update({f"{key}_{sub}": v for sub, v in value.items()})
+            else:
+                flat[key] = value
+        return flat
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return self._data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        unknown = set(self._data) - set(self.settings_cls.model_fields)
+        if unknown:
+            raise ValueError(f"unknown options in RAGMESH_CONFIG: {', '.join(sorted(unknown))}")
+        return dict(self._data)
+
+
+class Settings(BaseSettings):
+    """All of ragmesh's options. Environment variable = `RAGMESH_` + upper-case name."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="RAGMESH_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    # --- state and logging
+    state_dir: Path = Field(Path(".ragmesh"), description="Folder for the embedded default's "
+                            "data: Valkey AOF, Milvus Lite file, converted model, generated key.")
+    log_level: str = Field("INFO", description="Log level of every service.")
+    log_json: bool = Field(True, description="JSON lines on stdout (false: coloured console).")
+
+    # --- api
+    api_host: str = Field("127.0.0.1", description="Address the API binds to.")
+    api_port: int = Field(8080, ge=0, le=65535, description="Port the API binds to.")
+    api_url: str = Field("", description="Where the CLI finds the API; default "
+                         "http://{api_host}:{api_port}.")
+    api_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list, description="Accepted API keys, comma-separated. `ragmesh up` "
+        "generates one into the state folder when empty.")
+    api_key: SecretStr | None = Field(None, description="The key the CLI sends (default: the "
+                                      "first of api_keys, else the generated one).")
+    api_max_body_bytes: int = Field(20 * 1024 * 1024, gt=0, description="Largest request body.")
+
+    # --- redis
+    redis_url: SecretStr = Field(SecretStr("redis://127.0.0.1:6379/0"), description="Redis or "
+                                 "Valkey URL, password included (redis://:PASSWORD@host:port/0).")
+
+    # --- embedding
+    embedding_model: str = Field("all-MiniLM-L6-v2", description="sentence-transformers model: "
+                                 "a path, a hub name, or all-MiniLM-L6-v2 for the bundled copy.")
+    embedding_device: str = Field("cpu", description="torch device for the embedder.")
+    embedding_batch_size: int = Field(32, ge=1, le=1024, description="Chunks per encode call.")
+
+    # --- vector store
+    vectorstore_uri: str = Field("", description="Milvus URI (http://host:19530) or a Milvus Lite "
+                                 "file (*.db). Empty: {state_dir}/milvus.db.")
+    vectorstore_token: SecretStr | None = Field(None, description="Milvus token (user:password).")
+    vectorstore_collection: str = Field("handbook", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,254}$",
+                                        description="Default collection.")
+
+    # --- retrieval
+    retrieval_top_k: int = Field(4, ge=1, le=50, description="Chunks retrieved per question.")
+    retrieval_max_top_k: int = Field(20, ge=1, le=100, description="Largest top_k a client may ask.")
+    retrieval_score_threshold: float = Field(0.25, ge=-1, le=1, description="Cosine similarity "
+                                             "below which a chunk counts as not relevant.")
+
+    # --- ingestion
+    ingest_chunk_size: int = Field(800, ge=100, le=8000, description="Characters per chunk.")
+    ingest_chunk_overlap: int = Field(120, ge=0, le=2000, description="Characters shared by "
+                                      "neighbouring chunks.")
+    ingest_max_document_chars: int = Field(2_000_000, gt=0, description="Largest extracted text.")
+
+    # --- generator / engine
+    generator_engine_url: str = Field("http://127.0.0.1:8001/v1", description="OpenAI-compatible "
+                                      "base URL of the vLLM engine (ends in /v1).")
+    generator_api_key: SecretStr | None = Field(None, description="Bearer key for the engine.")
+    generator_model: str = Field("smollm2-135m-instruct", description="Model name sent to the "
+                                 "engine (vLLM's --served-model-name).")
+    generator_max_tokens: int = Field(256, ge=1, le=4096, description="Default answer length.")
+    generator_temperature: float = Field(0.0, ge=0, le=2, description="Default temperature.")
+    generator_timeout: float = Field(120.0, gt=0, description="Seconds one generation may take.")
+    generator_max_context_chars: int = Field(6000, ge=500, description="Context put in a prompt.")
+
+    engine_model_path: str = Field("", description="Model `ragmesh up` serves with its local "
+                                   "vLLM engine; empty: SmolLM2 converted into the state folder.")
+    engine_port: int = Field(8001, ge=0, le=65535, description="Port of the local engine.")
+    engine_start_timeout: float = Field(600.0, gt=0, description="Seconds to wait for the local "
+                                        "engine to load.")
+    engine_max_model_len: int = Field(2048, ge=256, description="Context length of the engine.")
+
+    # --- query lifecycle
+    query_max_question_chars: int = Field(4000, ge=1, description="Longest question accepted.")
+    query_deadline: float = Field(600.0, gt=0, description="Seconds after which an unfinished "
+                                  "query ends timed_out, whatever its stage.")
+    query_result_ttl: int = Field(7 * 24 * 3600, gt=0, description="Seconds a query record lives.")
+    stage_timeout: int = Field(300, gt=0, description="RQ job timeout of one stage, seconds.")
+
+    # --- workers
+    worker_name: str = Field("", description="Worker name (default: host + pid).")
+    worker_heartbeat: int = Field(5, ge=1, description="Seconds between health heartbeats.")
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [k.strip() for k in value.split(",") if k.strip()]
+        return value
+
+    @field_validator("ingest_chunk_overlap")
+    @classmethod
+    def _overlap_below_size(cls, value: int, info: Any) -> int:
+        size = info.data.get("ingest_chunk_size", 800)
+        if value >= size:
+            raise ValueError("ingest_chunk_overlap must be smaller than ingest_chunk_size")
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        yaml_source = YamlSectionsSource(settings_cls, os.environ.get("RAGMESH_CONFIG"))
+        return init_settings, env_settings, dotenv_settings, yaml_source
+
+    # --- derived values
+    @cached_property
+    def milvus_uri(self) -> str:
+        return self.vectorstore_uri or str(self.state_dir / "milvus.db")
+
+    @cached_property
+    def cli_api_url(self) -> str:
+        return (self.api_url or f"http://{self.api_host}:{self.api_port}").rstrip("/")
+
+    @cached_property
+    def engine_root_url(self) -> str:
+        """The engine URL without the trailing /v1 (where vLLM serves /health and /metrics)."""
+        url = self.generator_engine_url.rstrip("/")
+        return url[: -len("/v1")] if url.endswith("/v1") else url
+
+
+def documented_options() -> list[tuple[str, str, str]]:
+    """(environment variable, default, description) for every option: the docs' source."""
+    rows = []
+    for name, field in Settings.model_fields.items():
+        default = field.default_factory() if field.default_factory else field.default  # type: ignore[call-arg]
+        if isinstance(default, SecretStr):
+            default = "(secret)"
+        rows.append((f"RAGMESH_{name.upper()}", repr(default), field.description or ""))
+    return rows
