@@ -6,6 +6,7 @@ expires within three heartbeats, so it stops counting without anyone cleaning up
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -57,15 +58,12 @@ class Heartbeat(threading.Thread):
 
     def run(self) -> None:
         while not self._stop_event.is_set():
-            try:
+            # Redis away: the key expires and readers see us as gone, which is true.
+            with contextlib.suppress(redis.RedisError):
                 self.beat()
-            except redis.RedisError:
-                pass  # Redis away: the key expires and readers see us as gone, which is true
             self._stop_event.wait(self.interval)
 
     def stop(self) -> None:
         self._stop_event.set()
-        try:
+        with contextlib.suppress(redis.RedisError):
             self.client.delete(health_key(self.service, self.worker))
-        except redis.RedisError:
-            pass

@@ -48,8 +48,8 @@ def enqueue(connection: redis.Redis, task: Tasks, payload: BaseModel, *, job_tim
 
 def on_job_failure(job: Job, connection: redis.Redis, exc_type: Any, exc: Any, tb: Any) -> None:
     """Safety net for exceptions a task did not handle: its record ends `failed`, never stuck."""
-    from shared.records import DocumentRecords, QueryRecords  # noqa: PLC0415 (import cycle)
     from shared.jobs import DocumentStatus, QueryStatus  # noqa: PLC0415
+    from shared.records import DocumentRecords, QueryRecords  # noqa: PLC0415 (import cycle)
 
     payload = job.args[0] if job.args and isinstance(job.args[0], dict) else {}
     timed_out = exc_type is not None and exc_type.__name__ == "JobTimeoutException"

@@ -17,7 +17,6 @@ from typing import Any
 import redis
 
 from shared.jobs import (
-    TERMINAL_DOCUMENT,
     TERMINAL_QUERY,
     DocumentStatus,
     ErrorInfo,
@@ -120,7 +119,8 @@ class QueryRecords(Records):
         status = self.status(query_id)
         return status is not None and status not in self.terminal
 
-    def stage_started(self, query_id: str, stage: str, status: QueryStatus, waited_s: float) -> bool:
+    def stage_started(self, query_id: str, stage: str, status: QueryStatus,
+                      waited_s: float) -> bool:
         return self.transition(query_id, status.value, **{f"w_{stage}": waited_s * 1000})
 
     def stage_done(self, query_id: str, stage: str, took_s: float) -> bool:
@@ -210,7 +210,8 @@ class DocumentRecords(Records):
         raw = self.raw(self.doc_key(owner, document_id))
         return document_view(raw) if raw else None
 
-    def list(self, owner: str, offset: int = 0, limit: int = 100) -> tuple[int, list[dict[str, Any]]]:
+    def list(self, owner: str, offset: int = 0,
+             limit: int = 100) -> tuple[int, list[dict[str, Any]]]:
         ids = [i.decode() for i in self.r.zrange(self.index_key(owner), offset, offset + limit - 1)]
         total = int(self.r.zcard(self.index_key(owner)))
         with self.r.pipeline() as pipe:

@@ -107,7 +107,8 @@ class Settings(BaseSettings):
 
     # --- retrieval
     retrieval_top_k: int = Field(4, ge=1, le=50, description="Chunks retrieved per question.")
-    retrieval_max_top_k: int = Field(20, ge=1, le=100, description="Largest top_k a client may ask.")
+    retrieval_max_top_k: int = Field(20, ge=1, le=100,
+                                     description="Largest top_k a client may ask.")
     retrieval_score_threshold: float = Field(0.25, ge=-1, le=1, description="Cosine similarity "
                                              "below which a chunk counts as not relevant.")
 

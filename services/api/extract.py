@@ -39,15 +39,16 @@ def _html(data: bytes) -> str:
 
 def _pdf(data: bytes) -> str:
     from pypdf import PdfReader  # noqa: PLC0415
-    from pypdf.errors import PdfReadError  # noqa: PLC0415
 
     try:
         reader = PdfReader(io.BytesIO(data))
         if reader.is_encrypted:
             raise ExtractionError("the PDF is encrypted")
         return "\n\n".join(page.extract_text() or "" for page in reader.pages)
-    except (PdfReadError, ValueError, KeyError, TypeError) as exc:
-        raise ExtractionError(f"the PDF could not be read: {exc}") from exc
+    except ExtractionError:
+        raise
+    except Exception as exc:  # untrusted bytes: pypdf fails in many ways, all mean unreadable
+        raise ExtractionError(f"the PDF could not be read: {type(exc).__name__}: {exc}") from exc
 
 
 def extract_text(filename: str, data: bytes) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 import redis
@@ -64,8 +65,6 @@ def _queue_depths(client: redis.Redis) -> None:
 
 @routes.get("/metrics")
 async def metrics_endpoint(request: web.Request) -> web.Response:
-    try:
+    with contextlib.suppress(redis.RedisError):  # still serve the API's own metrics
         await asyncio.to_thread(_queue_depths, request.app[REDIS])
-    except redis.RedisError:
-        pass  # still serve the API's own metrics
     return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})

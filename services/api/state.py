@@ -12,4 +12,4 @@ SETTINGS = web.AppKey("settings", Settings)
 REDIS = web.AppKey("redis", redis.Redis)
 QUERIES = web.AppKey("queries", QueryRecords)
 DOCUMENTS = web.AppKey("documents", DocumentRecords)
-OWNER = "ragmesh_owner"  # request key: the owner id of the authenticated API key
+OWNER = web.RequestKey("owner", str)  # the owner id of the authenticated API key

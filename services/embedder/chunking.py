@@ -16,8 +16,9 @@ def normalize(text: str) -> str:
     return _BLANK_LINES.sub("\n\n", "\n".join(lines)).strip()
 
 
-def _pieces(paragraph: str, size: int) -> list[str]:
-    """A paragraph as pieces no longer than `size`: whole, by sentence, then by word."""
+def _pieces(paragraph: str, size: int, hard: int) -> list[str]:
+    """A paragraph as pieces of about `size`: whole, by sentence, then by word; only a word
+    longer than `hard` is cut."""
     if len(paragraph) <= size:
         return [paragraph]
     out: list[str] = []
@@ -25,14 +26,14 @@ def _pieces(paragraph: str, size: int) -> list[str]:
         if len(sentence) <= size:
             out.append(sentence)
             continue
-        words, current = sentence.split(" "), ""
-        for word in words:
-            while len(word) > size:  # a "word" longer than a chunk: hard cut
+        current = ""
+        for word in sentence.split():
+            while len(word) > hard:  # a "word" longer than a chunk: hard cut
                 if current:
                     out.append(current)
                     current = ""
-                out.append(word[:size])
-                word = word[size:]
+                out.append(word[:hard])
+                word = word[hard:]
             if current and len(current) + 1 + len(word) > size:
                 out.append(current)
                 current = word
@@ -40,32 +41,44 @@ def _pieces(paragraph: str, size: int) -> list[str]:
                 current = f"{current} {word}" if current else word
         if current:
             out.append(current)
-    return out
+    return [p for p in (piece.strip() for piece in out) if p]
 
 
 def _tail(text: str, overlap: int) -> str:
-    """The last `overlap` characters of text, starting at a word boundary."""
-    if overlap <= 0 or len(text) <= overlap:
-        return text if overlap > 0 else ""
+    """At most the last `overlap` characters of text, starting at a word boundary."""
+    if overlap <= 0:
+        return ""
+    if len(text) <= overlap:
+        return text
     tail = text[-overlap:]
+    if text[-overlap - 1].isspace():
+        return tail.strip()
     cut = tail.find(" ")
-    return tail[cut + 1:] if 0 <= cut < len(tail) - 1 else tail
+    return tail[cut + 1:].strip() if cut >= 0 else ""
 
 
 def chunk_text(text: str, size: int, overlap: int) -> list[str]:
     """Greedy packing of paragraph pieces into chunks of at most `size` characters, each
-    starting with up to `overlap` characters from the end of the previous one."""
+    starting with up to `overlap` characters from the end of the previous one.
+
+    Pieces are cut to `size - overlap` so the carried overlap always fits in front of them.
+    Sentences of one paragraph are joined by a space, paragraphs by a blank line.
+    """
     if overlap >= size:
         raise ValueError("overlap must be smaller than size")
-    pieces = [p for para in normalize(text).split("\n\n") if para
-              for p in _pieces(para.replace("\n", " ").strip(), size)]
+    piece_size = size - overlap if overlap else size
+    pieces: list[tuple[str, bool]] = []  # (piece, starts a paragraph)
+    for para in normalize(text).split("\n\n"):
+        for i, piece in enumerate(_pieces(" ".join(para.split()), piece_size, size)):
+            pieces.append((piece, i == 0))
     chunks: list[str] = []
     current = ""
-    for piece in pieces:
+    for piece, new_paragraph in pieces:
+        joiner = "\n\n" if new_paragraph else " "
         if not current:
             current = piece
-        elif len(current) + 2 + len(piece) <= size:
-            current = f"{current}\n\n{piece}"
+        elif len(current) + len(joiner) + len(piece) <= size:
+            current = f"{current}{joiner}{piece}"
         else:
             chunks.append(current)
             carry = _tail(current, overlap)

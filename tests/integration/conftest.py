@@ -1,0 +1,59 @@
+"""The mesh's workers in-process over real components, drained in RQ burst mode."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import pytest
+from rq import SimpleWorker
+from rq.serializers import JSONSerializer
+from rq.timeouts import TimerDeathPenalty
+
+from services.embedder import tasks as embedder_tasks
+from services.generator import tasks as generator_tasks
+from services.generator.engine import OpenAIEngine
+from services.retriever import tasks as retriever_tasks
+from services.retriever.store import MilvusStore
+from shared.jobs import Queues
+from shared.queue import connect, queue
+from shared.settings import Settings
+
+
+class ThreadedWorker(SimpleWorker):
+    """A burst SimpleWorker that can run in a thread (signals belong to the main thread), so
+    the API under test keeps serving while jobs run."""
+
+    death_penalty_class = TimerDeathPenalty  # SIGALRM works in the main thread only
+
+    def _install_signal_handlers(self) -> None:
+        pass
+
+
+@dataclass
+class Workers:
+    settings: Settings
+    store: MilvusStore
+    drain: Callable[[], None]
+
+
+@pytest.fixture
+def workers(make_settings, encoder, vllm_server) -> Iterator[Workers]:  # type: ignore[no-untyped-def]
+    """Real embedder, retriever and generator code; `drain()` runs every queued job."""
+    settings = make_settings(generator_engine_url=vllm_server)
+    conn = connect(settings)
+    store = MilvusStore(settings.milvus_uri)
+    engine = OpenAIEngine(vllm_server, "tiny")
+    embedder_tasks.setup(embedder_tasks.Resources(settings, conn, encoder))
+    retriever_tasks.setup(retriever_tasks.Resources(settings, conn, store))
+    generator_tasks.setup(generator_tasks.Resources(settings, conn, engine))
+
+    def drain() -> None:
+        worker = ThreadedWorker([queue(conn, q) for q in Queues], connection=conn,
+                                serializer=JSONSerializer)
+        worker.work(burst=True)
+
+    yield Workers(settings, store, drain)
+    engine.close()
+    store.client.close()
+    conn.close()
