@@ -58,8 +58,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     mesh = _start_mesh(settings)
     console.print(f"\n[bold green]ragmesh is up[/bold green] at [bold]{mesh.api_url}[/bold]")
     console.print(f"API key: [bold]{mesh.api_key}[/bold]")
-    console.print(f'Try: ragmesh ingest examples/handbook && ragmesh ask "How many days of '
-                  f'annual leave do I get?"\nCtrl-C stops every process.')
+    console.print('Try: ragmesh ingest examples/handbook && ragmesh ask "How many days of '
+                  'annual leave do I get?"\nCtrl-C stops every process.')
     try:
         mesh.supervise()
     except KeyboardInterrupt:

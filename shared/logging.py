@@ -39,6 +39,8 @@ def setup_logging(level: str = "INFO", json: bool = True, service: str = "") -> 
         structlog.contextvars.bind_contextvars(service=service)
     # Per-request access lines come from our middleware; aiohttp's own are noise.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    # One line per engine call and health probe would drown the per-query lines.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:

