@@ -21,9 +21,34 @@ pytestmark = pytest.mark.e2e
 RAGMESH = [sys.executable, "-m", "ragmesh.cli"]
 
 
-def _children_of(state_dir: Path) -> list[str]:
-    out = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
-    return [line for line in out.splitlines() if str(state_dir) in line and "pytest" not in line]
+def _descendants(pid: int) -> dict[int, str]:
+    """pid -> command line of every process below `pid`."""
+    out = subprocess.run(["ps", "-eo", "pid=,ppid=,args="], capture_output=True, text=True).stdout
+    rows = [line.split(None, 2) for line in out.splitlines() if line.strip()]
+    found: dict[int, str] = {}
+    frontier = {pid}
+    while frontier:
+        children = {int(r[0]): r[2] if len(r) > 2 else "" for r in rows
+                    if int(r[1]) in frontier}
+        frontier = set(children) - set(found)
+        found.update(children)
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    status = Path(f"/proc/{pid}/status")
+    return status.exists() and "zombie" not in status.read_text()
+
+
+def _ready(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/readyz").status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 def test_up_ingest_ask_and_stop_cleanly(tmp_path: Path, tiny_model: Path) -> None:
@@ -68,6 +93,22 @@ def test_up_ingest_ask_and_stop_cleanly(tmp_path: Path, tiny_model: Path) -> Non
         # The per-query log line reaches the generator's log.
         gen_log = (state / "logs" / "generator.log").read_text()
         assert '"event": "query_finished"' in gen_log and view["id"] in gen_log
+
+        # A worker that dies is restarted by the launcher and the mesh is ready again.
+        procs = _descendants(up.pid)
+        [embedder] = [pid for pid, args in procs.items() if "worker:embedder" in args]
+        os.kill(embedder, signal.SIGKILL)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            again = [pid for pid, args in _descendants(up.pid).items()
+                     if "worker:embedder" in args and pid != embedder]
+            if again and _ready(url):
+                break
+            time.sleep(1)
+        else:
+            pytest.fail("the killed embedder was not restarted")
+        assert "embedder died" in (tmp_path / "up.log").read_text()
+        procs = _descendants(up.pid)
     finally:
         up.send_signal(signal.SIGINT)
         try:
@@ -79,6 +120,12 @@ def test_up_ingest_ask_and_stop_cleanly(tmp_path: Path, tiny_model: Path) -> Non
     assert code == 0, (tmp_path / "up.log").read_text()
     assert "stopped." in (tmp_path / "up.log").read_text()
     time.sleep(1)
-    assert _children_of(state) == []
+    commands = " ".join(procs.values())
+    # (RQ renames its workers' processes "rq:worker:<name>: …")
+    for part in ("valkey", "milvus_lite", "vllm.entrypoints", "services.api",
+                 "worker:embedder", "worker:retriever", "worker:generator"):
+        assert part in commands  # every component ran under `ragmesh up`...
+    left = {pid: args for pid, args in procs.items() if _alive(pid)}
+    assert left == {}, left  # ...and none is left after Ctrl-C
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"http://127.0.0.1:{api_port}/healthz")

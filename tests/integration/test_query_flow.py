@@ -163,3 +163,24 @@ async def test_unreachable_engine_fails_the_query_with_a_clear_code(api, workers
     assert view["status"] == "failed"
     assert view["error"]["code"] == "engine_unavailable"
 
+
+
+async def test_a_stage_that_crashes_ends_the_query_failed_not_stuck(api, workers, redis_client):
+    from shared.jobs import QueryParams, RetrieveJob, Tasks
+    from shared.queue import enqueue
+    from shared.records import QueryRecords
+
+    await _ingest_text(api, workers, LEAVE, "leave-policy.md")
+    queries = QueryRecords(redis_client, 60)
+    params = QueryParams(top_k=3, collection=workers.settings.vectorstore_collection,
+                         max_tokens=8, temperature=0)
+    query_id = queries.create(owner_of(KEY_A), "q", params, deadline=60)
+    # A vector of the wrong dimension, as after a change of embedding model: Milvus refuses.
+    enqueue(redis_client, Tasks.RETRIEVE, RetrieveJob(query_id=query_id, question="q",
+                                                      params=params, vector=[0.1, 0.2, 0.3]),
+            job_timeout=30)
+    await _drain(workers)
+    view = await (await api.get(f"/v1/queries/{query_id}", headers=A)).json()
+    assert view["status"] == "failed"
+    assert view["error"]["code"] == "internal_error"
+    assert "retrieve failed" in view["error"]["message"]
