@@ -26,36 +26,34 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
-def readiness(client: redis.Redis) -> tuple[bool, dict[str, Any]]:
-    """Redis answers, and each stage has at least one fresh, ready worker (the retriever's
-    readiness includes reaching the vector store; the generator's, reaching its engine)."""
+def readiness(client: redis.Redis) -> tuple[dict[str, str], list[str]]:
+    """Each check's state and the problems: Redis answers, and each stage has at least one
+    fresh, ready worker (the retriever's readiness includes reaching the vector store; the
+    generator's, reaching its engine)."""
     try:
         client.ping()
     except redis.RedisError as exc:
-        return False, {"redis": f"unreachable: {exc}"}
-    checks: dict[str, Any] = {"redis": "ok"}
-    ok = True
+        return {"redis": "unreachable"}, [f"redis: unreachable: {exc}"]
+    checks, problems = {"redis": "ok"}, []
     for service in SERVICES:
         beats = health.workers(client, service)
         ready = [b for b in beats if b["ready"]]
         if ready:
             checks[service] = f"{len(ready)} ready worker(s)"
-        else:
-            ok = False
-            detail = "; ".join(b["detail"] for b in beats) if beats else "no worker listening"
-            checks[service] = f"not ready: {detail}"
-    return ok, checks
+            continue
+        detail = "; ".join(sorted({b["detail"] for b in beats})) or "no worker listening"
+        checks[service] = f"not ready: {detail}"
+        problems.append(f"{service}: {detail}")
+    return checks, problems
 
 
 @routes.get("/readyz")
 async def readyz(request: web.Request) -> web.Response:
-    ok, checks = await asyncio.to_thread(readiness, request.app[REDIS])
-    body: dict[str, Any] = {"status": "ready" if ok else "not_ready", "checks": checks}
-    if not ok:
-        reasons = [f"{k}: {v}" for k, v in checks.items() if v != "ok" and "not" in str(v)
-                   or "unreachable" in str(v)]
-        body["error"] = {"code": "not_ready", "message": "; ".join(reasons)}
-    return web.json_response(body, status=200 if ok else 503)
+    checks, problems = await asyncio.to_thread(readiness, request.app[REDIS])
+    body: dict[str, Any] = {"status": "not_ready" if problems else "ready", "checks": checks}
+    if problems:
+        body["error"] = {"code": "not_ready", "message": "; ".join(problems)}
+    return web.json_response(body, status=503 if problems else 200)
 
 
 def _queue_depths(client: redis.Redis) -> None:
