@@ -114,7 +114,7 @@ class Mesh:
         self.report(f"milvus: Milvus Lite on 127.0.0.1:{port} (data in {path})")
 
     def _start_engine(self) -> None:
-        if self._explicit("generator_engine_url"):
+        if not self.settings.engine_is_local:
             self.env["RAGMESH_GENERATOR_ENGINE_URL"] = self.settings.generator_engine_url
             self.report(f"engine: using {self.settings.generator_engine_url}")
             return
@@ -130,6 +130,7 @@ class Mesh:
         proc = Proc("engine", argv, self.logs / "engine.log", env=vllm_server_env(os.environ))
         self.procs["engine"] = proc.start()
         self.env["RAGMESH_GENERATOR_ENGINE_URL"] = f"http://127.0.0.1:{port}/v1"
+        self.env["RAGMESH_GENERATOR_ENGINE_MODE"] = "remote"  # the services just use it
         self.report(f"engine: vLLM starting on 127.0.0.1:{port} with {model} "
                     f"(log: {proc.log_path})")
 

@@ -25,3 +25,9 @@ TIME_TO_FIRST_TOKEN = Histogram("ragmesh_time_to_first_token_seconds",
 QUERIES = Counter("ragmesh_queries_total", "Finished queries by outcome.", ["outcome"])
 DOCUMENTS = Counter("ragmesh_documents_total", "Finished ingestions by outcome.", ["outcome"])
 CHUNKS_INDEXED = Counter("ragmesh_chunks_indexed_total", "Chunks written to the vector store.")
+GENERATOR_INFLIGHT = Gauge("ragmesh_generator_inflight", "Generations in flight on an engine "
+                           "(all replicas together).", ["engine"], multiprocess_mode="max")
+GENERATOR_CAPACITY = Gauge("ragmesh_generator_capacity", "Concurrency cap of an engine.",
+                           ["engine"], multiprocess_mode="max")
+QUEUE_TIMEOUTS = Counter("ragmesh_generator_queue_timeouts_total",
+                         "Queries that found no generation slot within the queue timeout.")

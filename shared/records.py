@@ -27,13 +27,21 @@ from shared.jobs import (
 PREFIX = "ragmesh"
 
 # Returns -1 when the record is gone, 0 when it is in a refused state, 1 when updated.
+# KEYS[1] the record, KEYS[2] (optional) its event stream; ARGV[1] refused statuses,
+# ARGV[2] the new status or '', ARGV[3..] field/value pairs. A status change is appended to
+# the event stream in the same step, so the stream never misses or invents one.
 _TRANSITION = """
 local cur = redis.call('HGET', KEYS[1], 'status')
 if not cur then return -1 end
 for s in string.gmatch(ARGV[1], '[^,]+') do
   if s == cur then return 0 end
 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+if KEYS[2] and ARGV[2] ~= '' and ARGV[2] ~= cur then
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', 10000, '*', 'type', 'status', 'status', ARGV[2])
+  local ttl = redis.call('PTTL', KEYS[1])
+  if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) end
+end
 return 1
 """
 
@@ -74,13 +82,17 @@ class Records:
     def key(self, record_id: str) -> str:
         return f"{PREFIX}:{self.kind}:{record_id}"
 
+    def event_keys(self, record_id: str) -> list[str]:
+        return []
+
     def transition(self, record_id: str, status: str | None = None, **fields: Any) -> bool:
         """Update fields (and status) unless the record is terminal. True when applied."""
         if status is not None:
             fields["status"] = status
         fields["updated_at"] = time.time()
         refused = ",".join(sorted(self.terminal))
-        result = self._transition(keys=[self.key(record_id)], args=[refused, *_flatten(fields)])
+        result = self._transition(keys=[self.key(record_id), *self.event_keys(record_id)],
+                                  args=[refused, status or "", *_flatten(fields)])
         return int(result) == 1
 
     def raw(self, record_id: str) -> dict[str, str]:
@@ -90,6 +102,37 @@ class Records:
 class QueryRecords(Records):
     kind = "q"
     terminal = frozenset(str(s) for s in TERMINAL_QUERY)
+    waiting_key = f"{PREFIX}:waiting:generate"
+
+    def events_key(self, query_id: str) -> str:
+        return f"{PREFIX}:q:{query_id}:events"
+
+    def event_keys(self, record_id: str) -> list[str]:
+        return [self.events_key(record_id)]
+
+    def publish_delta(self, query_id: str, text: str) -> None:
+        """A piece of answer for the event stream (Server-Sent Events read it)."""
+        self.r.xadd(self.events_key(query_id), {"type": "delta", "text": text},
+                    maxlen=10000, approximate=True)
+
+    def wait_for_generation(self, query_id: str, timeout_s: float) -> bool:
+        """The query now waits for a generation slot, for at most `timeout_s`."""
+        now = time.time()
+        applied = self.transition(query_id, QueryStatus.QUEUED.value, queue_stage="generate",
+                                  queued_since=now, queue_deadline=now + timeout_s)
+        if applied:
+            with self.r.pipeline() as pipe:
+                pipe.zremrangebyscore(self.waiting_key, "-inf", now - 24 * 3600)
+                pipe.zadd(self.waiting_key, {query_id: now})
+                pipe.execute()
+        return applied
+
+    def left_queue(self, query_id: str) -> None:
+        self.r.zrem(self.waiting_key, query_id)
+
+    def queue_position(self, query_id: str) -> int | None:
+        rank = self.r.zrank(self.waiting_key, query_id)
+        return None if rank is None else int(rank) + 1
 
     def create(self, owner: str, question: str, params: QueryParams, deadline: float) -> str:
         query_id = new_id()
@@ -109,7 +152,15 @@ class QueryRecords(Records):
         raw = self.raw(query_id)
         if not raw or (owner is not None and raw.get("owner") != owner):
             return None
-        return query_view(raw)
+        view = query_view(raw)
+        if raw["status"] == QueryStatus.QUEUED:
+            stage = raw.get("queue_stage") or "embed"
+            since = float(raw.get("queued_since") or raw["created_at"])
+            view["queue"] = {
+                "stage": stage,
+                "position": self.queue_position(query_id) if stage == "generate" else None,
+                "waited_ms": round((time.time() - since) * 1000, 1)}
+        return view
 
     def status(self, query_id: str) -> str | None:
         value = self.r.hget(self.key(query_id), "status")
@@ -130,17 +181,30 @@ class QueryRecords(Records):
                **fields: Any) -> bool:
         if error is not None:
             fields["error"] = error.model_dump()
-        return self.transition(query_id, status.value, finished_at=time.time(), **fields)
+        applied = self.transition(query_id, status.value, finished_at=time.time(), **fields)
+        self.left_queue(query_id)
+        return applied
 
     def expire_if_overdue(self, query_id: str, now: float | None = None) -> bool:
-        """End a query that outlived its deadline (a lost job, a dead worker): never stuck."""
+        """End a query that outlived its deadline (a lost job, a dead worker) or waited too
+        long for a generation slot: never stuck, whoever looks first."""
         raw = self.raw(query_id)
         if not raw or raw.get("status") in self.terminal:
             return False
-        if float(raw.get("deadline", "inf")) > (now or time.time()):
+        now = now or time.time()
+        if raw.get("status") == QueryStatus.QUEUED and raw.get("queue_stage") == "generate" \
+                and float(raw.get("queue_deadline", "inf")) <= now:
+            return self.finish(query_id, QueryStatus.TIMED_OUT, queue_timeout_error(
+                now - float(raw["queued_since"])))
+        if float(raw.get("deadline", "inf")) > now:
             return False
         return self.finish(query_id, QueryStatus.TIMED_OUT, ErrorInfo(
             code="deadline_exceeded", message="the query did not finish within its deadline"))
+
+
+def queue_timeout_error(waited_s: float) -> ErrorInfo:
+    return ErrorInfo(code="queue_timeout", message=f"no generation slot came free within "
+                     f"{waited_s:.1f} s; the query was not sent to the engine")
 
 
 def query_view(raw: Mapping[str, str]) -> dict[str, Any]:

@@ -15,9 +15,8 @@ component; a key `foo` in section `bar` sets the option `bar_foo`:
 from __future__ import annotations
 
 import os
-from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import Field, SecretStr, field_validator
@@ -120,7 +119,26 @@ class Settings(BaseSettings):
 
     # --- generator / engine
     generator_engine_url: str = Field("http://127.0.0.1:8001/v1", description="OpenAI-compatible "
-                                      "base URL of the vLLM engine (ends in /v1).")
+                                      "base URL of the engine (ends in /v1); several engines: "
+                                      "comma-separated, each with its own concurrency cap.")
+    generator_engine_mode: Literal["auto", "local", "remote"] = Field(
+        "auto", description="local: `ragmesh up` starts a vLLM engine; remote: use "
+        "generator_engine_url as it is; auto: remote when generator_engine_url is set, else local.")
+    generator_max_concurrency: int = Field(4, ge=1, le=1024, description="Generations in flight "
+                                           "per engine, across all generator workers and "
+                                           "replicas together.")
+    generator_queue_timeout: float = Field(30.0, gt=0, description="Seconds a query may wait for "
+                                           "a generation slot; then it ends timed_out "
+                                           "(queue_timeout) without reaching the engine.")
+    generator_lanes: int = Field(0, ge=0, le=256, description="Generations one generator process "
+                                 "runs at once; 0: the cap times the number of engines.")
+    generator_lease_seconds: float = Field(15.0, ge=2, description="Lease of a generation slot; a "
+                                           "worker that dies holding one loses it after this.")
+    generator_retries: int = Field(3, ge=0, le=10, description="Tries again this many times, with "
+                                   "backoff, while the engine is unreachable; then "
+                                   "engine_unavailable.")
+    generator_retry_backoff: float = Field(1.0, ge=0, description="First backoff in seconds; it "
+                                           "doubles on each retry.")
     generator_api_key: SecretStr | None = Field(None, description="Bearer key for the engine.")
     generator_model: str = Field("smollm2-135m-instruct", description="Model name sent to the "
                                  "engine (vLLM's --served-model-name).")
@@ -175,19 +193,35 @@ class Settings(BaseSettings):
         return init_settings, env_settings, dotenv_settings, yaml_source
 
     # --- derived values
-    @cached_property
+    @property
     def milvus_uri(self) -> str:
         return self.vectorstore_uri or str(self.state_dir / "milvus.db")
 
-    @cached_property
+    @property
     def cli_api_url(self) -> str:
         return (self.api_url or f"http://{self.api_host}:{self.api_port}").rstrip("/")
 
-    @cached_property
-    def engine_root_url(self) -> str:
-        """The engine URL without the trailing /v1 (where vLLM serves /health and /metrics)."""
-        url = self.generator_engine_url.rstrip("/")
-        return url[: -len("/v1")] if url.endswith("/v1") else url
+    @property
+    def engine_urls(self) -> list[str]:
+        return [u.strip().rstrip("/") for u in self.generator_engine_url.split(",") if u.strip()]
+
+    @property
+    def engine_is_local(self) -> bool:
+        """Whether `ragmesh up` starts the engine itself."""
+        if self.generator_engine_mode == "auto":
+            return "generator_engine_url" not in self.model_fields_set
+        return self.generator_engine_mode == "local"
+
+    @property
+    def generate_job_timeout(self) -> int:
+        """RQ's limit for one generate job: the slot wait, every try, their backoff, a margin."""
+        tries = self.generator_retries + 1
+        backoff = self.generator_retry_backoff * (2 ** self.generator_retries)
+        return int(self.generator_queue_timeout + self.generator_timeout * tries + backoff + 60)
+
+    @property
+    def lanes(self) -> int:
+        return self.generator_lanes or self.generator_max_concurrency * len(self.engine_urls)
 
 
 def documented_options() -> list[tuple[str, str, str]]:

@@ -1,9 +1,12 @@
-"""`python -m services.generator`: connect to the engine once, then serve the generate queue."""
+"""`python -m services.generator`: connect to the engines, then serve the generate queue with
+as many lanes as the engines' caps allow."""
 
 from __future__ import annotations
 
 from services.generator import tasks
+from services.generator.dispatch import EngineSlot
 from services.generator.engine import OpenAIEngine
+from services.generator.slots import EngineSlots
 from shared.jobs import Queues
 from shared.logging import get_logger, setup_logging
 from shared.queue import connect
@@ -11,15 +14,31 @@ from shared.settings import Settings
 from shared.worker import run_worker
 
 
+def build_pool(settings: Settings, connection: object) -> list[EngineSlot]:
+    key = settings.generator_api_key.get_secret_value() if settings.generator_api_key else None
+    return [EngineSlot(OpenAIEngine(url, settings.generator_model, key),
+                       EngineSlots(connection, url, settings.generator_max_concurrency,  # type: ignore[arg-type]
+                                   settings.generator_lease_seconds))
+            for url in settings.engine_urls]
+
+
 def main() -> None:
     settings = Settings()
     setup_logging(settings.log_level, settings.log_json, service="generator")
-    key = settings.generator_api_key.get_secret_value() if settings.generator_api_key else None
-    engine = OpenAIEngine(settings.generator_engine_url, settings.generator_model, key)
-    get_logger("generator").info("engine", url=settings.generator_engine_url,
-                                 model=settings.generator_model)
-    tasks.setup(tasks.Resources(settings=settings, connection=connect(settings), engine=engine))
-    run_worker(settings, "generator", [Queues.GENERATE], engine.ready)
+    connection = connect(settings)
+    pool = build_pool(settings, connection)
+    get_logger("generator").info("engines", urls=settings.engine_urls,
+                                 model=settings.generator_model,
+                                 cap=settings.generator_max_concurrency, lanes=settings.lanes)
+    tasks.setup(tasks.Resources(settings=settings, connection=connection, pool=pool))
+
+    def ready() -> tuple[bool, str]:
+        states = [slot.engine.ready() for slot in pool]
+        if any(ok for ok, _ in states):
+            return True, "; ".join(detail for _, detail in states)
+        return False, "; ".join(detail for _, detail in states)
+
+    run_worker(settings, "generator", [Queues.GENERATE], ready, lanes=settings.lanes)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""RQ entry point of the generator: generate, publish partial answers, write the result."""
+"""RQ entry point of the generator: wait for a slot, generate, stream, write the result."""
 
 from __future__ import annotations
 
@@ -8,17 +8,17 @@ from typing import Any
 
 import redis
 
-from services.generator import core
-from services.generator.engine import Generation, OpenAIEngine
+from services.generator import core, dispatch
+from services.generator.engine import Generation
 from shared import metrics, stages
 from shared.jobs import TERMINAL_QUERY, GenerateJob, QueryStatus
 from shared.logging import get_logger
-from shared.records import QueryRecords
+from shared.records import QueryRecords, queue_timeout_error
 from shared.settings import Settings
 
 log = get_logger(__name__)
 
-# How often a running generation looks at Redis for a cancel and publishes its partial answer.
+# How often a running generation looks at Redis for a cancel and updates the partial answer.
 _POLL_S = 0.25
 
 
@@ -26,7 +26,7 @@ _POLL_S = 0.25
 class Resources:
     settings: Settings
     connection: redis.Redis
-    engine: OpenAIEngine
+    pool: list[dispatch.EngineSlot]
 
     @property
     def queries(self) -> QueryRecords:
@@ -48,41 +48,90 @@ def _res() -> Resources:
 
 
 class _Watch:
-    """Throttled Redis checks during generation: cancelled? and partial answer out."""
+    """During generation: publish each token to the event stream, keep the record's partial
+    answer fresh, and notice a cancel (throttled to one Redis read per _POLL_S)."""
 
     def __init__(self, queries: QueryRecords, query_id: str) -> None:
         self.queries, self.query_id = queries, query_id
-        self._last = 0.0
+        self._last_check = self._last_save = 0.0
+        self.published = 0
 
     def should_stop(self) -> str | None:
         now = time.monotonic()
-        if now - self._last < _POLL_S:
+        if now - self._last_check < _POLL_S:
             return None
-        self._last = now
+        self._last_check = now
         status = self.queries.status(self.query_id)
-        if status == QueryStatus.CANCELLED or status is None:
-            return "cancelled"
-        if status in TERMINAL_QUERY:
-            return "cancelled"  # ended elsewhere (deadline): stop spending the engine's time
-        return None
+        # Cancelled, or ended elsewhere (deadline): stop spending the engine's time.
+        return "cancelled" if status is None or status in TERMINAL_QUERY else None
 
     def on_delta(self, gen: Generation) -> None:
-        if time.monotonic() - self._last >= _POLL_S:
+        for delta in gen.deltas[self.published:]:
+            self.queries.publish_delta(self.query_id, delta)
+        self.published = len(gen.deltas)
+        now = time.monotonic()
+        if now - self._last_save >= _POLL_S:
+            self._last_save = now
             self.queries.transition(self.query_id, answer=gen.text)
+
+
+def _wanted(queries: QueryRecords, query_id: str) -> bool:
+    return not queries.expire_if_overdue(query_id) and queries.is_active(query_id)
 
 
 def generate(payload: dict[str, Any]) -> None:
     job = GenerateJob.model_validate(payload)
     res = _res()
     queries = res.queries
+    if not _wanted(queries, job.query_id):
+        metrics.JOBS.labels("generate", "skipped").inc()
+        return
+    if not job.chunks:  # nothing relevant: answered without the engine, no slot needed
+        _run(res, job, None)
+        return
+    raw = queries.raw(job.query_id)
+    deadline = float(raw.get("queue_deadline")
+                     or time.time() + res.settings.generator_queue_timeout)
+    got = dispatch.acquire(res.pool, deadline, lambda: _wanted(queries, job.query_id))
+    if got is None:
+        if queries.finish(job.query_id, QueryStatus.TIMED_OUT, queue_timeout_error(
+                time.time() - float(raw.get("queued_since") or raw["created_at"]))):
+            metrics.QUEUE_TIMEOUTS.inc()
+            metrics.QUERIES.labels("timed_out").inc()
+        return
+    choice, lease = got
+    with lease:
+        _gauge(choice)
+        _run(res, job, choice)
+    _gauge(choice)
+
+
+def _gauge(choice: dispatch.EngineSlot) -> None:
+    metrics.GENERATOR_INFLIGHT.labels(choice.slots.url).set(choice.slots.in_flight())
+    metrics.GENERATOR_CAPACITY.labels(choice.slots.url).set(choice.slots.cap)
+
+
+def _run(res: Resources, job: GenerateJob, choice: dispatch.EngineSlot | None) -> None:
+    queries, s = res.queries, res.settings
+    queries.left_queue(job.query_id)
     started = stages.start(queries, job.query_id, "generate", QueryStatus.GENERATING)
     if started is None:
         return
     watch = _Watch(queries, job.query_id)
-    s = res.settings
-    outcome = core.answer(res.engine, job, max_context_chars=s.generator_max_context_chars,
-                          timeout_s=s.generator_timeout, should_stop=watch.should_stop,
-                          on_delta=watch.on_delta)
+    attempt = 0
+    while True:
+        outcome = core.answer(choice.engine if choice else None, job,  # type: ignore[arg-type]
+                              max_context_chars=s.generator_max_context_chars,
+                              timeout_s=s.generator_timeout, should_stop=watch.should_stop,
+                              on_delta=watch.on_delta)
+        # Retry only what the engine never started: no token of it has been published.
+        retry = outcome.error is not None and outcome.error.code == "engine_unavailable" \
+            and not watch.published and attempt < s.generator_retries \
+            and queries.is_active(job.query_id)
+        if not retry:
+            break
+        time.sleep(s.generator_retry_backoff * 2 ** attempt)
+        attempt += 1
     took = stages.done(queries, job.query_id, "generate", started, outcome.status.value)
     queries.finish(job.query_id, outcome.status, outcome.error, answer=outcome.answer,
                    citations=outcome.citations, usage=outcome.usage)
@@ -93,5 +142,6 @@ def generate(payload: dict[str, Any]) -> None:
         metrics.TIME_TO_FIRST_TOKEN.observe(outcome.first_token_s)
     log.info("query_finished", query_id=job.query_id, outcome=outcome.status.value,
              chunks=[(c.document_id, c.chunk_id, round(c.score, 4)) for c in job.chunks],
-             generate_ms=round(took * 1000, 1), usage=outcome.usage,
+             generate_ms=round(took * 1000, 1), retries=attempt, usage=outcome.usage,
+             engine=choice.slots.url if choice else None,
              error=outcome.error.code if outcome.error else None)

@@ -64,7 +64,10 @@ def retrieve(payload: dict[str, Any]) -> None:
     stages.done(res.queries, job.query_id, "retrieve", started)
     next_job = GenerateJob(query_id=job.query_id, question=job.question, params=job.params,
                            chunks=chunks)
-    enqueue(res.connection, Tasks.GENERATE, next_job, job_timeout=res.settings.stage_timeout)
+    # From here the query waits for a generation slot, for at most the queue timeout.
+    if res.queries.wait_for_generation(job.query_id, res.settings.generator_queue_timeout):
+        enqueue(res.connection, Tasks.GENERATE, next_job,
+                job_timeout=res.settings.generate_job_timeout)
 
 
 def index_document(payload: dict[str, Any]) -> None:

@@ -12,7 +12,7 @@ from rq.timeouts import TimerDeathPenalty
 
 from services.embedder import tasks as embedder_tasks
 from services.generator import tasks as generator_tasks
-from services.generator.engine import OpenAIEngine
+from services.generator.__main__ import build_pool
 from services.retriever import tasks as retriever_tasks
 from services.retriever.store import MilvusStore
 from shared.jobs import Queues
@@ -43,10 +43,10 @@ def workers(make_settings, encoder, vllm_server) -> Iterator[Workers]:  # type: 
     settings = make_settings(generator_engine_url=vllm_server)
     conn = connect(settings)
     store = MilvusStore(settings.milvus_uri)
-    engine = OpenAIEngine(vllm_server, "tiny")
+    pool = build_pool(settings, conn)
     embedder_tasks.setup(embedder_tasks.Resources(settings, conn, encoder))
     retriever_tasks.setup(retriever_tasks.Resources(settings, conn, store))
-    generator_tasks.setup(generator_tasks.Resources(settings, conn, engine))
+    generator_tasks.setup(generator_tasks.Resources(settings, conn, pool))
 
     def drain() -> None:
         worker = ThreadedWorker([queue(conn, q) for q in Queues], connection=conn,
@@ -54,6 +54,7 @@ def workers(make_settings, encoder, vllm_server) -> Iterator[Workers]:  # type: 
         worker.work(burst=True)
 
     yield Workers(settings, store, drain)
-    engine.close()
+    for slot in pool:
+        slot.engine.close()
     store.client.close()
     conn.close()

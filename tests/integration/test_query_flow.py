@@ -152,13 +152,18 @@ async def test_wait_holds_the_request_until_the_query_ends(api, workers):
     assert view["status"] == "succeeded"
 
 
-async def test_unreachable_engine_fails_the_query_with_a_clear_code(api, workers):
+async def test_unreachable_engine_fails_the_query_with_a_clear_code(api, workers,
+                                                                   redis_client):
     from ragmesh.procs import free_port
     from services.generator import tasks as generator_tasks
-    from services.generator.engine import OpenAIEngine
+    from services.generator.__main__ import build_pool
 
     await _ingest_text(api, workers, LEAVE, "leave-policy.md")
-    generator_tasks._res().engine = OpenAIEngine(f"http://127.0.0.1:{free_port()}/v1", "tiny")
+    dead = workers.settings.model_copy(update={
+        "generator_engine_url": f"http://127.0.0.1:{free_port()}/v1", "generator_retries": 2,
+        "generator_retry_backoff": 0.05})
+    generator_tasks._res().pool = build_pool(dead, redis_client)
+    generator_tasks._res().settings = dead
     view = await _ask(api, workers, "How many leave days?")
     assert view["status"] == "failed"
     assert view["error"]["code"] == "engine_unavailable"

@@ -162,15 +162,20 @@ def test_milvus_uri_defaults_to_a_file_under_state_dir(clean_env: Path) -> None:
     assert Settings().milvus_uri == str(Path(".ragmesh") / "milvus.db")
 
 
-@pytest.mark.parametrize(("url", "root"), [
-    ("http://127.0.0.1:8001/v1", "http://127.0.0.1:8001"),
-    ("http://127.0.0.1:8001/v1/", "http://127.0.0.1:8001"),
-    ("https://engine.example/api/v1", "https://engine.example/api"),
-    ("http://engine:8001", "http://engine:8001"),
-    ("http://engine:8001/v10", "http://engine:8001/v10"),
-])
-def test_engine_root_url_strips_v1(url: str, root: str) -> None:
-    assert Settings(generator_engine_url=url).engine_root_url == root
+def test_several_engine_urls_each_get_lanes_for_their_cap() -> None:
+    s = Settings(generator_engine_url="http://a:8000/v1/, http://b:8000/v1",
+                 generator_max_concurrency=3)
+    assert s.engine_urls == ["http://a:8000/v1", "http://b:8000/v1"]
+    assert s.lanes == 6
+    assert Settings(generator_lanes=2).lanes == 2
+
+
+def test_engine_mode_auto_is_remote_once_a_url_is_given() -> None:
+    assert Settings().engine_is_local
+    assert not Settings(generator_engine_url="http://vllm:8000/v1").engine_is_local
+    local = Settings(generator_engine_url="http://x/v1", generator_engine_mode="local")
+    assert local.engine_is_local
+    assert not Settings(generator_engine_mode="remote").engine_is_local
 
 
 def test_cli_api_url_defaults_to_host_and_port() -> None:
