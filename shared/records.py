@@ -141,9 +141,12 @@ class QueryRecords(Records):
         fields = {"id": query_id, "owner": owner, "status": QueryStatus.QUEUED.value,
                   "question": question, "params": params.model_dump(mode="json"),
                   "created_at": now, "updated_at": now, "deadline": now + deadline}
+        events = self.events_key(query_id)
         with self.r.pipeline() as pipe:
             pipe.hset(key, mapping=dict(zip(*[iter(_flatten(fields))] * 2, strict=True)))
             pipe.expire(key, self.ttl)
+            pipe.xadd(events, {"type": "status", "status": QueryStatus.QUEUED.value})
+            pipe.expire(events, self.ttl)
             pipe.execute()
         return query_id
 

@@ -10,6 +10,7 @@ import socket
 import threading
 from collections.abc import Sequence
 from types import FrameType
+from typing import Any
 
 import redis
 from rq import SimpleWorker
@@ -36,6 +37,18 @@ class LaneWorker(SimpleWorker):
 
     def stop_after_current_job(self) -> None:
         self._stop_requested = True
+
+    def dequeue_job_and_maintain_ttl(self, timeout: int | None,
+                                     max_idle_time: int | None = None) -> Any:
+        # RQ leaves its dequeue loop only on a job or on StopRequested raised by a signal
+        # handler, which a thread never gets: wait in short rounds and look at the stop flag.
+        if timeout is None:  # burst mode: RQ does not block
+            return super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
+        while not self._stop_requested:
+            result = super().dequeue_job_and_maintain_ttl(timeout, max_idle_time=2)
+            if result is not None:
+                return result
+        return None
 
 
 def worker_name(settings: Settings, service: str) -> str:

@@ -6,13 +6,14 @@ import asyncio
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 
+import redis.asyncio
 from aiohttp import web
 
-from services.api import documents, health, openapi, queries
+from services.api import documents, events, health, openapi, queries
 from services.api.auth import auth_middleware
 from services.api.errors import error_middleware
 from services.api.observe import observe_middleware
-from services.api.state import DOCUMENTS, QUERIES, REDIS, SETTINGS
+from services.api.state import AREDIS, DOCUMENTS, QUERIES, REDIS, SETTINGS
 from shared.queue import connect
 from shared.records import DocumentRecords, QueryRecords
 from shared.settings import Settings
@@ -24,7 +25,11 @@ async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
     app[REDIS] = client
     app[QUERIES] = QueryRecords(client, settings.query_result_ttl)
     app[DOCUMENTS] = DocumentRecords(client, settings.query_result_ttl)
+    app[AREDIS] = redis.asyncio.Redis.from_url(settings.redis_url.get_secret_value(),
+                                               socket_connect_timeout=5, socket_timeout=30,
+                                               health_check_interval=15)
     yield
+    await app[AREDIS].aclose()
     client.close()
 
 
@@ -45,6 +50,7 @@ def create_app(settings: Settings) -> web.Application:
     )
     app[SETTINGS] = settings
     app.cleanup_ctx.extend([_executor_ctx, _redis_ctx])
-    for table in (health.routes, openapi.routes, queries.routes, documents.routes):
+    for table in (health.routes, openapi.routes, queries.routes, events.routes,
+                  documents.routes):
         app.add_routes(table)
     return app

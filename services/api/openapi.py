@@ -70,6 +70,18 @@ def build_spec() -> dict[str, Any]:
                        "responses": {"200": {"description": "Cancelled",
                                              **_json(schemas.QueryView)},
                                      **_errors(404, 409), **common}}},
+        "/v1/queries/{id}/events": {"get": {
+            "summary": "Server-Sent Events: status changes, answer tokens, then the result",
+            "operationId": "queryEvents",
+            "parameters": [_id("Query id"), {
+                "name": "Last-Event-ID", "in": "header", "required": False,
+                "description": "Resume after this event (as EventSource does on reconnect)",
+                "schema": {"type": "string", "pattern": r"^\d{1,20}-\d{1,20}$"}}],
+            "responses": {"200": {"description": "An event stream: `status` ({status}), "
+                                                 "`delta` ({text}), and `final` (the query)",
+                                  "content": {"text/event-stream": {"schema": {
+                                      "type": "string"}}}},
+                          **_errors(404, 422), **common}}},
         "/v1/documents": {
             "post": {"summary": "Ingest a document (JSON text or a file upload)",
                      "operationId": "ingestDocument",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import redis
+import redis.asyncio
 from aiohttp import web
 
 from shared.records import DocumentRecords, QueryRecords
@@ -10,6 +11,7 @@ from shared.settings import Settings
 
 SETTINGS = web.AppKey("settings", Settings)
 REDIS = web.AppKey("redis", redis.Redis)
+AREDIS = web.AppKey("aredis", redis.asyncio.Redis)  # for blocking reads of event streams
 QUERIES = web.AppKey("queries", QueryRecords)
 DOCUMENTS = web.AppKey("documents", DocumentRecords)
 OWNER = web.RequestKey("owner", str)  # the owner id of the authenticated API key

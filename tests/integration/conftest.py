@@ -6,9 +6,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import pytest
-from rq import SimpleWorker
 from rq.serializers import JSONSerializer
-from rq.timeouts import TimerDeathPenalty
 
 from services.embedder import tasks as embedder_tasks
 from services.generator import tasks as generator_tasks
@@ -18,16 +16,7 @@ from services.retriever.store import MilvusStore
 from shared.jobs import Queues
 from shared.queue import connect, queue
 from shared.settings import Settings
-
-
-class ThreadedWorker(SimpleWorker):
-    """A burst SimpleWorker that can run in a thread (signals belong to the main thread), so
-    the API under test keeps serving while jobs run."""
-
-    death_penalty_class = TimerDeathPenalty  # SIGALRM works in the main thread only
-
-    def _install_signal_handlers(self) -> None:
-        pass
+from shared.worker import LaneWorker
 
 
 @dataclass
@@ -49,7 +38,7 @@ def workers(make_settings, encoder, vllm_server) -> Iterator[Workers]:  # type: 
     generator_tasks.setup(generator_tasks.Resources(settings, conn, pool))
 
     def drain() -> None:
-        worker = ThreadedWorker([queue(conn, q) for q in Queues], connection=conn,
+        worker = LaneWorker([queue(conn, q) for q in Queues], connection=conn,
                                 serializer=JSONSerializer)
         worker.work(burst=True)
 
