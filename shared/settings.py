@@ -142,6 +142,9 @@ class Settings(BaseSettings):
     generator_api_key: SecretStr | None = Field(None, description="Bearer key for the engine.")
     generator_model: str = Field("smollm2-135m-instruct", description="Model name sent to the "
                                  "engine (vLLM's --served-model-name).")
+    generator_extra_body: dict[str, Any] = Field(default_factory=dict, description="Extra JSON "
+                                                 "fields for each engine request, e.g. vLLM's "
+                                                 '{"repetition_penalty": 1.1}.')
     generator_max_tokens: int = Field(256, ge=1, le=4096, description="Default answer length.")
     generator_temperature: float = Field(0.0, ge=0, le=2, description="Default temperature.")
     generator_timeout: float = Field(120.0, gt=0, description="Seconds one generation may take.")

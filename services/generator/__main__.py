@@ -16,7 +16,8 @@ from shared.worker import run_worker
 
 def build_pool(settings: Settings, connection: object) -> list[EngineSlot]:
     key = settings.generator_api_key.get_secret_value() if settings.generator_api_key else None
-    return [EngineSlot(OpenAIEngine(url, settings.generator_model, key),
+    return [EngineSlot(OpenAIEngine(url, settings.generator_model, key,
+                                    extra_body=settings.generator_extra_body),
                        EngineSlots(connection, url, settings.generator_max_concurrency,  # type: ignore[arg-type]
                                    settings.generator_lease_seconds))
             for url in settings.engine_urls]

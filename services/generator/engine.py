@@ -40,6 +40,7 @@ class OpenAIEngine:
     model: str
     api_key: str | None = None
     connect_timeout: float = 5.0
+    extra_body: dict[str, Any] = field(default_factory=dict)
     _client: httpx.Client | None = field(default=None, init=False, repr=False)
 
     @property
@@ -66,7 +67,8 @@ class OpenAIEngine:
                deadline: float, should_stop: Callable[[], str | None],
                on_delta: Callable[[Generation], None] | None = None) -> Generation:
         """Generate, calling `should_stop` between tokens; returns what was generated."""
-        body = {"model": self.model, "messages": messages, "max_tokens": max_tokens,
+        body = {**self.extra_body, "model": self.model, "messages": messages,
+                "max_tokens": max_tokens,
                 "temperature": temperature, "stream": True,
                 "stream_options": {"include_usage": True}}
         result = Generation()

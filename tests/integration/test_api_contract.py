@@ -38,6 +38,7 @@ async def _submit(api) -> str:  # type: ignore[no-untyped-def]
 
 
 PROTECTED = [("POST", "/v1/queries"), ("GET", "/v1/queries/abc"), ("DELETE", "/v1/queries/abc"),
+             ("GET", "/v1/queries/abc/events"),
              ("POST", "/v1/documents"), ("GET", "/v1/documents"), ("GET", "/v1/documents/x"),
              ("DELETE", "/v1/documents/x"), ("GET", "/openapi.json"), ("GET", "/metrics")]
 

@@ -5,27 +5,25 @@ sees. The same checks against a real vLLM engine are in test_generator_vllm.py."
 from __future__ import annotations
 
 import json
-import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis
 
-from ragmesh.procs import Proc, free_port, wait_until
+from ragmesh.procs import free_port, wait_until
 from services.api.app import create_app
 from shared import health
-from shared.jobs import TERMINAL_QUERY, Chunk, GenerateJob, QueryParams, Tasks
-from shared.queue import enqueue
-from shared.records import QueryRecords, owner_of
+from shared.records import QueryRecords
 from tests.conftest import KEY_A, KEY_B
+from tests.support.generators import generator_processes, submit, wait_all
 from tests.support.slow_engine import SlowEngine
 
 pytestmark = pytest.mark.integration
 
 A = {"Authorization": f"Bearer {KEY_A}"}
-CHUNKS = [Chunk(document_id="d1", chunk_id="00000", source="leave-policy.md",
-                text="Employees get 27 days of annual leave.", score=0.8)]
+@pytest.fixture
+def generators(redis_url: str, tmp_path: Path):  # type: ignore[no-untyped-def]
+    yield from generator_processes(redis_url, tmp_path)
 
 
 @pytest.fixture
@@ -33,53 +31,6 @@ def engine() -> Iterator[SlowEngine]:
     slow = SlowEngine().start()
     yield slow
     slow.stop()
-
-
-@pytest.fixture
-def generators(redis_url: str, tmp_path: Path) -> Iterator[Callable[..., list[Proc]]]:
-    """Start `replicas` real generator processes (`python -m services.generator`)."""
-    started: list[Proc] = []
-
-    def start(engine_url: str, replicas: int = 1, model: str = "slow",
-              **settings: object) -> list[Proc]:
-        env = {"RAGMESH_REDIS_URL": redis_url, "RAGMESH_GENERATOR_ENGINE_URL": engine_url,
-               "RAGMESH_GENERATOR_MODEL": model, "RAGMESH_WORKER_HEARTBEAT": "1",
-               "RAGMESH_STATE_DIR": str(tmp_path), "RAGMESH_LOG_JSON": "true"}
-        env.update({f"RAGMESH_{k.upper()}": str(v) for k, v in settings.items()})
-        procs = []
-        for i in range(replicas):
-            env_i = {**env, "RAGMESH_WORKER_NAME": f"generator-test-{len(started) + i}"}
-            procs.append(Proc(f"generator{i}", [sys.executable, "-m", "services.generator"],
-                              tmp_path / f"generator{len(started) + i}.log", env_i).start())
-        started.extend(procs)
-        client = redis.Redis.from_url(redis_url)
-        wait_until(lambda: len(health.workers(client, "generator")) >= len(started), 60,
-                   "generators", procs)
-        client.close()
-        return procs
-
-    yield start
-    for proc in started:
-        proc.stop(grace=20)
-
-
-def submit(client: redis.Redis, queue_timeout: float, question: str = "How many days?",
-           max_tokens: int = 64) -> str:
-    """What the retriever does: the query now waits for a slot; its generate job is queued."""
-    queries = QueryRecords(client, 3600)
-    params = QueryParams(top_k=1, collection="handbook", max_tokens=max_tokens, temperature=0)
-    query_id = queries.create(owner_of(KEY_A), question, params, deadline=600)
-    assert queries.wait_for_generation(query_id, queue_timeout)
-    enqueue(client, Tasks.GENERATE, GenerateJob(query_id=query_id, question=question,
-                                                params=params, chunks=CHUNKS), job_timeout=300)
-    return query_id
-
-
-def wait_all(client: redis.Redis, ids: list[str], timeout: float = 120) -> list[dict]:
-    queries = QueryRecords(client, 3600)
-    wait_until(lambda: all(queries.status(i) in TERMINAL_QUERY for i in ids), timeout,
-               "queries to end")
-    return [queries.get(i) for i in ids]  # type: ignore[misc]
 
 
 def test_the_cap_holds_across_replicas_under_a_burst(engine, generators, redis_client):

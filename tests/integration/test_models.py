@@ -23,9 +23,6 @@ from ragmesh.models import (
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[2]
-# Bump the suffix when prepare_smollm2's output changes, to force a rebuild.
-SMOLLM2_CACHE = ROOT / ".cache" / "test-models" / "smollm2-135m-instruct-v1"
 CHECKPOINT_FILES = (
     "config.json",
     "model.safetensors",
@@ -50,8 +47,8 @@ def _chat_prompt(checkpoint: Path) -> str:
 
 
 @pytest.fixture(scope="session")
-def smollm2() -> Path:
-    return prepare_smollm2(SMOLLM2_CACHE)
+def smollm2(smollm2_model: Path) -> Path:
+    return smollm2_model
 
 
 def test_smollm2_gguf_ships_with_the_package() -> None:
