@@ -147,6 +147,12 @@ class Settings(BaseSettings):
     worker_name: str = Field("", description="Worker name (default: host + pid).")
     worker_heartbeat: int = Field(5, ge=1, description="Seconds between health heartbeats.")
 
+    # --- observability
+    metrics_port: int = Field(0, ge=0, le=65535, description="Port of an unauthenticated "
+                              "Prometheus /metrics listener in each worker and the API, for a "
+                              "private network (0: none; containers use 9100). The API's "
+                              "/metrics on its public port keeps needing a key.")
+
     @field_validator("api_keys", mode="before")
     @classmethod
     def _split_keys(cls, value: Any) -> Any:
