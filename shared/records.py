@@ -132,6 +132,11 @@ class QueryRecords(Records):
             fields["error"] = error.model_dump()
         return self.transition(query_id, status.value, finished_at=time.time(), **fields)
 
+    def timings_ms(self, query_id: str) -> dict[str, float]:
+        """Each stage's wait and work time and the total so far, as the API shows them."""
+        raw = self.raw(query_id)
+        return query_view(raw)["timings_ms"] if raw else {}
+
     def expire_if_overdue(self, query_id: str, now: float | None = None) -> bool:
         """End a query that outlived its deadline (a lost job, a dead worker): never stuck."""
         raw = self.raw(query_id)

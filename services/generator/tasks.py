@@ -93,5 +93,6 @@ def generate(payload: dict[str, Any]) -> None:
         metrics.TIME_TO_FIRST_TOKEN.observe(outcome.first_token_s)
     log.info("query_finished", query_id=job.query_id, outcome=outcome.status.value,
              chunks=[(c.document_id, c.chunk_id, round(c.score, 4)) for c in job.chunks],
-             generate_ms=round(took * 1000, 1), usage=outcome.usage,
+             generate_ms=round(took * 1000, 1), timings_ms=queries.timings_ms(job.query_id),
+             usage=outcome.usage,
              error=outcome.error.code if outcome.error else None)
