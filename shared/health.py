@@ -118,5 +118,7 @@ def main(service: str) -> int:
         healthy, detail = False, f"redis unreachable: {type(exc).__name__}: {exc}"
     finally:
         client.close()
+    # One line: Docker keeps the output of the last checks for `docker inspect`.
+    detail = " ".join(detail.split())
     print(f"{service} {'healthy' if healthy else 'unhealthy'}: {detail}", flush=True)
     return 0 if healthy else 1
