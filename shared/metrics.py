@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+from wsgiref.simple_server import WSGIServer
+
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
                     60, 120, 300)
@@ -25,9 +27,21 @@ TIME_TO_FIRST_TOKEN = Histogram("ragmesh_time_to_first_token_seconds",
 QUERIES = Counter("ragmesh_queries_total", "Finished queries by outcome.", ["outcome"])
 DOCUMENTS = Counter("ragmesh_documents_total", "Finished ingestions by outcome.", ["outcome"])
 CHUNKS_INDEXED = Counter("ragmesh_chunks_indexed_total", "Chunks written to the vector store.")
-GENERATOR_INFLIGHT = Gauge("ragmesh_generator_inflight", "Generations in flight on an engine "
-                           "(all replicas together).", ["engine"], multiprocess_mode="max")
-GENERATOR_CAPACITY = Gauge("ragmesh_generator_capacity", "Concurrency cap of an engine.",
-                           ["engine"], multiprocess_mode="max")
-QUEUE_TIMEOUTS = Counter("ragmesh_generator_queue_timeouts_total",
-                         "Queries that found no generation slot within the queue timeout.")
+# Set by the generator's concurrency cap: requests it has in flight against its engine, the
+# cap, and the jobs that gave up waiting for a free slot.
+GENERATOR_INFLIGHT = Gauge("ragmesh_generator_inflight", "Generations in flight on an engine, "
+                           "all replicas together (every replica reports the same count).",
+                           ["engine"])
+GENERATOR_CAPACITY = Gauge("ragmesh_generator_capacity", "The engine's concurrency cap.",
+                           ["engine"])
+GENERATOR_QUEUE_TIMEOUTS = Counter("ragmesh_generator_queue_timeouts_total",
+                                   "Generations that gave up waiting for a free slot.")
+WORKER_INFO = Gauge("ragmesh_worker_info", "1 per running worker: its RQ name (service, "
+                    "container host name, pid), to tell replicas apart.", ["service", "worker"])
+
+
+def serve(port: int) -> WSGIServer:
+    """Serve this process's metrics on `port` (all interfaces: the private network); returns
+    the server, whose `shutdown()` stops it."""
+    server, _thread = start_http_server(port)
+    return server

@@ -188,6 +188,11 @@ class QueryRecords(Records):
         self.left_queue(query_id)
         return applied
 
+    def timings_ms(self, query_id: str) -> dict[str, float]:
+        """Each stage's wait and work time and the total so far, as the API shows them."""
+        raw = self.raw(query_id)
+        return query_view(raw)["timings_ms"] if raw else {}
+
     def expire_if_overdue(self, query_id: str, now: float | None = None) -> bool:
         """End a query that outlived its deadline (a lost job, a dead worker) or waited too
         long for a generation slot: never stuck, whoever looks first."""

@@ -168,6 +168,12 @@ class Settings(BaseSettings):
     worker_name: str = Field("", description="Worker name (default: host + pid).")
     worker_heartbeat: int = Field(5, ge=1, description="Seconds between health heartbeats.")
 
+    # --- observability
+    metrics_port: int = Field(0, ge=0, le=65535, description="Port of an unauthenticated "
+                              "Prometheus /metrics listener in each worker and the API, for a "
+                              "private network (0: none; containers use 9100). The API's "
+                              "/metrics on its public port keeps needing a key.")
+
     @field_validator("api_keys", mode="before")
     @classmethod
     def _split_keys(cls, value: Any) -> Any:
@@ -217,10 +223,12 @@ class Settings(BaseSettings):
 
     @property
     def generate_job_timeout(self) -> int:
-        """RQ's limit for one generate job: the slot wait, every try, their backoff, a margin."""
-        tries = self.generator_retries + 1
-        backoff = self.generator_retry_backoff * (2 ** self.generator_retries)
-        return int(self.generator_queue_timeout + self.generator_timeout * tries + backoff + 60)
+        """RQ's limit for one generate job: the slot wait, one generation, the retries (only
+        tries that never reached the engine are retried: a connect timeout each, plus
+        backoff), and a margin."""
+        backoff = self.generator_retry_backoff * (2 ** self.generator_retries - 1)
+        retries = self.generator_retries * 5 + backoff  # 5 s: the engine client's connect timeout
+        return int(self.generator_queue_timeout + self.generator_timeout + retries + 60)
 
     @property
     def lanes(self) -> int:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import threading
 from collections.abc import Sequence
 from types import FrameType
@@ -17,7 +16,8 @@ from rq import SimpleWorker
 from rq.serializers import JSONSerializer
 from rq.timeouts import TimerDeathPenalty
 
-from shared.health import Heartbeat, ReadyCheck
+from shared import metrics
+from shared.health import Heartbeat, ReadyCheck, host_prefix
 from shared.jobs import Queues
 from shared.logging import get_logger
 from shared.queue import connect, queue
@@ -52,7 +52,7 @@ class LaneWorker(SimpleWorker):
 
 
 def worker_name(settings: Settings, service: str) -> str:
-    return settings.worker_name or f"{service}-{socket.gethostname()}-{os.getpid()}"
+    return settings.worker_name or f"{host_prefix(service)}{os.getpid()}"
 
 
 def _worker(cls: type[SimpleWorker], connection: redis.Redis, queues: Sequence[Queues],
@@ -67,10 +67,14 @@ def run_worker(settings: Settings, service: str, queues: Sequence[Queues], check
     """Serve `queues` until SIGTERM/SIGINT: each lane finishes the job in hand, then exits."""
     connection = connect(settings)
     name = worker_name(settings, service)
+    if settings.metrics_port:
+        metrics.serve(settings.metrics_port)
+    metrics.WORKER_INFO.labels(service, name).set(1)
     heartbeat = Heartbeat(connection, service, name, check, settings.worker_heartbeat)
     heartbeat.beat()
     heartbeat.start()
-    log.info("worker_started", worker=name, queues=[q.value for q in queues], lanes=lanes)
+    log.info("worker_started", worker=name, queues=[q.value for q in queues], lanes=lanes,
+             metrics_port=settings.metrics_port or None)
     try:
         if lanes == 1:
             _worker(SimpleWorker, connection, queues, name).work(

@@ -49,7 +49,7 @@ def create_app(settings: Settings) -> web.Application:
         client_max_size=settings.api_max_body_bytes,
     )
     app[SETTINGS] = settings
-    app.cleanup_ctx.extend([_executor_ctx, _redis_ctx])
+    app.cleanup_ctx.extend([_executor_ctx, _redis_ctx, health.metrics_port_ctx])
     for table in (health.routes, openapi.routes, queries.routes, events.routes,
                   documents.routes):
         app.add_routes(table)

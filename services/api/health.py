@@ -1,16 +1,18 @@
-"""/healthz (alive), /readyz (can serve), /metrics (Prometheus)."""
+"""/healthz (alive), /readyz (can serve), /metrics (Prometheus), and the same /metrics
+without a key on `metrics_port` for Prometheus on a private network."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 import redis
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from services.api.state import REDIS
+from services.api.state import REDIS, SETTINGS
 from shared import health, metrics
 from shared.jobs import Queues
 from shared.queue import queue
@@ -66,3 +68,21 @@ async def metrics_endpoint(request: web.Request) -> web.Response:
     with contextlib.suppress(redis.RedisError):  # still serve the API's own metrics
         await asyncio.to_thread(_queue_depths, request.app[REDIS])
     return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def metrics_port_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Serve /metrics alone, unauthenticated, on `metrics_port` (0: not at all)."""
+    settings = app[SETTINGS]
+    if not settings.metrics_port:
+        yield
+        return
+    scrape = web.Application()
+    scrape[REDIS] = app[REDIS]
+    scrape.router.add_get("/metrics", metrics_endpoint)
+    runner = web.AppRunner(scrape, access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, settings.api_host, settings.metrics_port).start()
+        yield
+    finally:
+        await runner.cleanup()

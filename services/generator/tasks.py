@@ -96,7 +96,7 @@ def generate(payload: dict[str, Any]) -> None:
     if got is None:
         if queries.finish(job.query_id, QueryStatus.TIMED_OUT, queue_timeout_error(
                 time.time() - float(raw.get("queued_since") or raw["created_at"]))):
-            metrics.QUEUE_TIMEOUTS.inc()
+            metrics.GENERATOR_QUEUE_TIMEOUTS.inc()
             metrics.QUERIES.labels("timed_out").inc()
         return
     choice, lease = got
@@ -142,6 +142,7 @@ def _run(res: Resources, job: GenerateJob, choice: dispatch.EngineSlot | None) -
         metrics.TIME_TO_FIRST_TOKEN.observe(outcome.first_token_s)
     log.info("query_finished", query_id=job.query_id, outcome=outcome.status.value,
              chunks=[(c.document_id, c.chunk_id, round(c.score, 4)) for c in job.chunks],
-             generate_ms=round(took * 1000, 1), retries=attempt, usage=outcome.usage,
+             generate_ms=round(took * 1000, 1), timings_ms=queries.timings_ms(job.query_id),
+             retries=attempt, usage=outcome.usage,
              engine=choice.slots.url if choice else None,
              error=outcome.error.code if outcome.error else None)

@@ -56,7 +56,9 @@ def test_up_ingest_ask_and_stop_cleanly(tmp_path: Path, tiny_model: Path) -> Non
     api_port = free_port()
     env = {**os.environ, "RAGMESH_STATE_DIR": str(state), "RAGMESH_API_PORT": str(api_port),
            "RAGMESH_ENGINE_PORT": "0", "RAGMESH_ENGINE_MODEL_PATH": str(tiny_model),
-           "RAGMESH_GENERATOR_MAX_TOKENS": "16", "RAGMESH_LOG_JSON": "true"}
+           "RAGMESH_GENERATOR_MAX_TOKENS": "16", "RAGMESH_LOG_JSON": "true",
+           # This tree's code, whichever checkout the environment's editable install names.
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     for name in ("RAGMESH_API_KEYS", "RAGMESH_REDIS_URL", "RAGMESH_VECTORSTORE_URI",
                  "RAGMESH_GENERATOR_ENGINE_URL", "RAGMESH_CONFIG"):
         env.pop(name, None)
@@ -90,9 +92,18 @@ def test_up_ingest_ask_and_stop_cleanly(tmp_path: Path, tiny_model: Path) -> Non
         assert view["citations"][0]["source"] == "expenses.html"
         assert "245" in view["citations"][0]["text"]
 
-        # The per-query log line reaches the generator's log.
+        # One JSON line per finished query: its id, the chunks with their scores, each
+        # stage's latency, the tokens used and the outcome.
         gen_log = (state / "logs" / "generator.log").read_text()
-        assert '"event": "query_finished"' in gen_log and view["id"] in gen_log
+        [line] = [json.loads(x) for x in gen_log.splitlines()
+                  if '"query_finished"' in x and view["id"] in x]
+        assert line["query_id"] == view["id"] and line["outcome"] == "succeeded"
+        cited = [(c["document_id"], c["chunk_id"], c["score"]) for c in view["citations"]]
+        assert [tuple(c) for c in line["chunks"]][:len(cited)] == cited
+        for stage in ("embed", "retrieve", "generate", "embed_queued", "retrieve_queued",
+                      "generate_queued", "total"):
+            assert line["timings_ms"][stage] >= 0, stage
+        assert line["usage"] == view["usage"] and line["usage"]["completion_tokens"] > 0
 
         # A worker that dies is restarted by the launcher and the mesh is ready again.
         procs = _descendants(up.pid)
