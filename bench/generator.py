@@ -53,7 +53,7 @@ async def _mesh_one(session: aiohttp.ClientSession, api: str, key: str, question
                     final = json.loads(line[6:])
     return {"ttft": first, "tokens": final.get("usage", {}).get("completion_tokens", 0),
             "status": final.get("status"), "citations": final.get("citations", []),
-            "question": question}
+            "question": question, "timings": final.get("timings_ms", {})}
 
 
 async def _direct_one(session: aiohttp.ClientSession, engine: str, model: str,
@@ -92,7 +92,10 @@ async def _run(jobs: list[Any], concurrency: int) -> tuple[list[dict[str, Any]],
 def _summary(results: list[dict[str, Any]], wall: float) -> dict[str, float]:
     ttfts = sorted(r["ttft"] for r in results if r["ttft"] is not None)
     tokens = sum(r["tokens"] for r in results)
-    return {"tokens_per_s": tokens / wall, "tokens": tokens, "wall_s": wall,
+    stages = {f"mean_{k}_ms": statistics.mean(r["timings"].get(k, 0) for r in results)
+              for k in ("embed_queued", "embed", "retrieve_queued", "retrieve",
+                        "generate_queued", "generate", "total")} if "timings" in results[0] else {}
+    return {**stages, "tokens_per_s": tokens / wall, "tokens": tokens, "wall_s": wall,
             "ttft_p50_ms": statistics.median(ttfts) * 1000,
             "ttft_p95_ms": ttfts[max(0, int(len(ttfts) * 0.95) - 1)] * 1000,
             "failed": sum(r["status"] != "succeeded" for r in results)}
@@ -167,6 +170,8 @@ def main() -> None:
         r = result[side]
         print(f"  {side:6}  {r['tokens_per_s']:7.1f} tokens/s   TTFT p50 {r['ttft_p50_ms']:7.1f} ms"
               f"   p95 {r['ttft_p95_ms']:7.1f} ms   failed {r['failed']:.0f}")
+    stages = {k[5:-3]: round(v) for k, v in result["mesh"].items() if k.startswith("mean_")}
+    print(f"  mesh time per stage (mean ms): {stages}")
     ratio = result["ratio"]
     print(f"  ratio   tokens/s mesh/direct = {ratio['tokens_per_s_mesh_over_direct']:.3f}   "
           f"TTFT p50 mesh/direct = {ratio['ttft_p50_mesh_over_direct']:.2f}")

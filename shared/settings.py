@@ -95,6 +95,9 @@ class Settings(BaseSettings):
     embedding_model: str = Field("all-MiniLM-L6-v2", description="sentence-transformers model: "
                                  "a path, a hub name, or all-MiniLM-L6-v2 for the bundled copy.")
     embedding_device: str = Field("cpu", description="torch device for the embedder.")
+    embedding_threads: int = Field(0, ge=0, le=256, description="torch threads of the embedder "
+                                   "(0: torch's default). `ragmesh up` leaves the core its local "
+                                   "engine is pinned to.")
     embedding_batch_size: int = Field(32, ge=1, le=1024, description="Chunks per encode call.")
 
     # --- vector store

@@ -27,6 +27,10 @@ def start(queries: QueryRecords, query_id: str, stage: str, status: QueryStatus)
     if queries.expire_if_overdue(query_id):
         metrics.JOBS.labels(stage, "expired").inc()
         return None
+    job = get_current_job()
+    if job is not None and not queries.claim(query_id, stage, job.id):
+        metrics.JOBS.labels(stage, "duplicate").inc()
+        return None
     waited = _waited_seconds()
     if not queries.stage_started(query_id, stage, status, waited):
         metrics.JOBS.labels(stage, "skipped").inc()

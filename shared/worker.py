@@ -4,29 +4,48 @@ serializer, a health heartbeat, structured logs. A process runs one worker, or s
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import FrameType
 from typing import Any
 
 import redis
-from rq import SimpleWorker
+from rq import Queue, SimpleWorker
+from rq.job import Job
 from rq.serializers import JSONSerializer
 from rq.timeouts import TimerDeathPenalty
 
 from shared import metrics
-from shared.health import Heartbeat, ReadyCheck, host_prefix
+from shared.health import Heartbeat, ReadyCheck, heartbeat_ttl, host_prefix
 from shared.jobs import Queues
 from shared.logging import get_logger
 from shared.queue import connect, queue
+from shared.recovery import JobTracker, reap
 from shared.settings import Settings
 
 log = get_logger(__name__)
 
 
-class LaneWorker(SimpleWorker):
+class RagmeshWorker(SimpleWorker):
+    """A SimpleWorker whose running job holds a lease, so a reaper can tell when it dies."""
+
+    tracker: JobTracker | None = None
+
+    def execute_job(self, job: Job, queue: Queue) -> Any:
+        if self.tracker is None:
+            return super().execute_job(job, queue)
+        self.tracker.begin(job.id)
+        try:
+            return super().execute_job(job, queue)
+        finally:
+            with contextlib.suppress(redis.RedisError):  # the lease then simply runs out
+                self.tracker.end(job.id)
+
+
+class LaneWorker(RagmeshWorker):
     """A SimpleWorker that runs in a thread: signals are the main thread's, and job timeouts
     use a timer instead of SIGALRM."""
 
@@ -55,11 +74,22 @@ def worker_name(settings: Settings, service: str) -> str:
     return settings.worker_name or f"{host_prefix(service)}{os.getpid()}"
 
 
-def _worker(cls: type[SimpleWorker], connection: redis.Redis, queues: Sequence[Queues],
-            name: str) -> SimpleWorker:
-    return cls([queue(connection, q) for q in queues], connection=connection, name=name,
-               serializer=JSONSerializer, worker_ttl=20, job_monitoring_interval=5,
-               maintenance_interval=30)
+def _worker(cls: type[RagmeshWorker], connection: redis.Redis, queues: Sequence[Queues],
+            name: str, tracker: JobTracker) -> RagmeshWorker:
+    worker = cls([queue(connection, q) for q in queues], connection=connection, name=name,
+                 serializer=JSONSerializer, worker_ttl=20, job_monitoring_interval=5,
+                 maintenance_interval=30)
+    worker.tracker = tracker
+    return worker
+
+
+def _housekeeping(connection: redis.Redis, tracker: JobTracker,
+                  settings: Settings) -> Callable[[], object]:
+    def run() -> None:
+        tracker.renew()
+        reap(connection, settings.query_result_ttl, settings.stage_timeout)
+
+    return run
 
 
 def run_worker(settings: Settings, service: str, queues: Sequence[Queues], check: ReadyCheck,
@@ -70,25 +100,29 @@ def run_worker(settings: Settings, service: str, queues: Sequence[Queues], check
     if settings.metrics_port:
         metrics.serve(settings.metrics_port)
     metrics.WORKER_INFO.labels(service, name).set(1)
-    heartbeat = Heartbeat(connection, service, name, check, settings.worker_heartbeat)
+    tracker = JobTracker(connection, lease_s=heartbeat_ttl(settings.worker_heartbeat))
+    heartbeat = Heartbeat(connection, service, name, check, settings.worker_heartbeat,
+                          also=_housekeeping(connection, tracker, settings))
     heartbeat.beat()
     heartbeat.start()
     log.info("worker_started", worker=name, queues=[q.value for q in queues], lanes=lanes,
              metrics_port=settings.metrics_port or None)
     try:
         if lanes == 1:
-            _worker(SimpleWorker, connection, queues, name).work(
+            _worker(RagmeshWorker, connection, queues, name, tracker).work(
                 burst=burst, logging_level=settings.log_level.upper())
         else:
-            _run_lanes(connection, queues, name, lanes, burst, settings.log_level.upper())
+            _run_lanes(connection, queues, name, lanes, burst, settings.log_level.upper(),
+                       tracker)
     finally:
         heartbeat.stop()
         log.info("worker_stopped", worker=name)
 
 
 def _run_lanes(connection: redis.Redis, queues: Sequence[Queues], name: str, lanes: int,
-               burst: bool, level: str) -> None:
-    workers = [_worker(LaneWorker, connection, queues, f"{name}-lane{i}") for i in range(lanes)]
+               burst: bool, level: str, tracker: JobTracker) -> None:
+    workers = [_worker(LaneWorker, connection, queues, f"{name}-lane{i}", tracker)
+               for i in range(lanes)]
     threads = [threading.Thread(target=w.work, kwargs={"burst": burst, "logging_level": level},
                                 name=w.name, daemon=True) for w in workers]
 

@@ -15,7 +15,8 @@ def main() -> None:
     setup_logging(settings.log_level, settings.log_json, service="embedder")
     log = get_logger("embedder")
     log.info("loading_model", model=settings.embedding_model, device=settings.embedding_device)
-    encoder = core.load_encoder(settings.embedding_model, settings.embedding_device)
+    encoder = core.load_encoder(settings.embedding_model, settings.embedding_device,
+                                settings.embedding_threads)
     tasks.setup(tasks.Resources(settings=settings, connection=connect(settings), encoder=encoder))
 
     def ready() -> tuple[bool, str]:

@@ -30,9 +30,14 @@ def resolve_model(name: str) -> str:
     return name
 
 
-def load_encoder(name: str, device: str) -> Encoder:
+def load_encoder(name: str, device: str, threads: int = 0) -> Encoder:
     """Load the sentence-transformers model once per process."""
-    from sentence_transformers import SentenceTransformer  # noqa: PLC0415 (heavy import)
+    import torch  # noqa: PLC0415 (heavy import)
+    from sentence_transformers import SentenceTransformer  # noqa: PLC0415
+
+    if threads:
+        # Beside a CPU engine that pins and spins on its cores, extra threads only wait.
+        torch.set_num_threads(threads)
 
     return SentenceTransformer(resolve_model(name), device=device)
 

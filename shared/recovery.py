@@ -1,0 +1,127 @@
+"""Jobs of a worker that died: found within seconds, run again or ended with a clear code.
+
+RQ notices an abandoned job only a minute after its worker's last heartbeat, and then fails
+it. ragmesh does better: each running job holds a short lease in Redis that its worker's
+heartbeat thread renews. A job in flight whose lease ran out belongs to a dead worker, and
+the reaper (any live worker, one at a time) hands it on: embedding, retrieval and document
+jobs run again (they are idempotent: a query stage is claimed once, a document replaces its
+own chunks); a generation, whose tokens a client may already have seen, ends the query
+`failed` with code `worker_lost` rather than showing a second answer.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import redis
+from rq import Callback
+from rq.job import Job
+from rq.serializers import JSONSerializer
+
+from shared import metrics
+from shared.jobs import TASK_QUEUE, DocumentStatus, ErrorInfo, QueryStatus, Tasks
+from shared.logging import get_logger
+from shared.queue import FAILURE_CALLBACK, queue
+from shared.records import PREFIX, DocumentRecords, QueryRecords
+
+log = get_logger(__name__)
+
+INFLIGHT = f"{PREFIX}:inflight"
+MAX_RECOVERIES = 2
+_NOT_RERUN = {Tasks.GENERATE.value}
+
+
+def lease_key(job_id: str) -> str:
+    return f"{PREFIX}:joblease:{job_id}"
+
+
+class JobTracker:
+    """The jobs this process runs, and their leases."""
+
+    def __init__(self, client: redis.Redis, lease_s: int) -> None:
+        self.r, self.lease_s = client, lease_s
+        self._running: set[str] = set()
+        self._lock = threading.Lock()
+
+    def begin(self, job_id: str) -> None:
+        with self._lock:
+            self._running.add(job_id)
+        with self.r.pipeline() as pipe:
+            pipe.set(lease_key(job_id), "1", ex=self.lease_s)
+            pipe.zadd(INFLIGHT, {job_id: time.time()})
+            pipe.execute()
+
+    def end(self, job_id: str) -> None:
+        with self._lock:
+            self._running.discard(job_id)
+        with self.r.pipeline() as pipe:
+            pipe.delete(lease_key(job_id))
+            pipe.zrem(INFLIGHT, job_id)
+            pipe.execute()
+
+    def renew(self) -> None:
+        with self._lock:
+            running = list(self._running)
+        if running:
+            with self.r.pipeline() as pipe:
+                for job_id in running:
+                    pipe.set(lease_key(job_id), "1", ex=self.lease_s)
+                pipe.execute()
+
+
+def reap(client: redis.Redis, result_ttl: int, stage_timeout: int) -> int:
+    """Hand on every job in flight whose lease ran out. Returns how many."""
+    # One reaper at a time across the mesh; the lock outlives a slow pass.
+    if not client.set(f"{PREFIX}:reaper", "1", nx=True, ex=30):
+        return 0
+    handled = 0
+    try:
+        for raw_id in client.zrange(INFLIGHT, 0, -1):
+            job_id = raw_id.decode()
+            if client.exists(lease_key(job_id)):
+                continue
+            _recover(client, job_id, result_ttl, stage_timeout)
+            client.zrem(INFLIGHT, job_id)
+            handled += 1
+    finally:
+        client.delete(f"{PREFIX}:reaper")
+    return handled
+
+
+def _recover(client: redis.Redis, job_id: str, result_ttl: int, stage_timeout: int) -> None:
+    try:
+        job = Job.fetch(job_id, connection=client, serializer=JSONSerializer)
+    except Exception:  # the job's data is gone (expired): nothing left to run
+        return
+    payload: dict[str, Any] = job.args[0] if job.args else {}
+    attempts = int(job.meta.get("recoveries", 0))
+    task = Tasks(job.func_name)
+    if task.value in _NOT_RERUN or attempts >= MAX_RECOVERIES:
+        _give_up(client, payload, result_ttl)
+        metrics.JOBS.labels(task.name.lower(), "worker_lost").inc()
+        log.warning("job_lost", job_id=job_id, task=task.value, attempts=attempts)
+        return
+    again = queue(client, TASK_QUEUE[task]).enqueue(
+        task.value, payload, job_timeout=job.timeout or stage_timeout, result_ttl=60,
+        failure_ttl=24 * 3600, meta={"recoveries": attempts + 1},
+        on_failure=Callback(FAILURE_CALLBACK))
+    if "query_id" in payload:
+        # The new job may claim the stage the dead one had claimed.
+        stage = task.name.lower().removesuffix("_query")
+        QueryRecords(client, result_ttl).transition(payload["query_id"],
+                                                    **{f"claim_{stage}": again.id})
+    metrics.JOBS.labels(task.name.lower(), "recovered").inc()
+    log.warning("job_recovered", job_id=job_id, new_job_id=again.id, task=task.value,
+                attempt=attempts + 1)
+
+
+def _give_up(client: redis.Redis, payload: dict[str, Any], result_ttl: int) -> None:
+    error = ErrorInfo(code="worker_lost", message="the worker running this job died; "
+                      "submit it again")
+    if "query_id" in payload:
+        QueryRecords(client, result_ttl).finish(payload["query_id"], QueryStatus.FAILED, error)
+    elif "doc_key" in payload:
+        DocumentRecords(client, result_ttl).transition(
+            payload["doc_key"], DocumentStatus.FAILED.value, error=error.model_dump())
