@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -53,7 +54,15 @@ def _start_mesh(settings: Any) -> Any:
     return mesh
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 def cmd_up(args: argparse.Namespace) -> int:
+    # Ctrl-C and a service manager's SIGTERM both stop the mesh cleanly, also when the shell
+    # that started us in the background set SIGINT to be ignored.
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
     settings = _settings()
     mesh = _start_mesh(settings)
     console.print(f"\n[bold green]ragmesh is up[/bold green] at [bold]{mesh.api_url}[/bold]")

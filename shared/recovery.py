@@ -61,6 +61,10 @@ class JobTracker:
             pipe.zrem(INFLIGHT, job_id)
             pipe.execute()
 
+    def busy(self) -> bool:
+        with self._lock:
+            return bool(self._running)
+
     def renew(self) -> None:
         with self._lock:
             running = list(self._running)

@@ -8,6 +8,7 @@ import contextlib
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable, Sequence
 from types import FrameType
 from typing import Any
@@ -126,8 +127,11 @@ def _run_lanes(connection: redis.Redis, queues: Sequence[Queues], name: str, lan
     threads = [threading.Thread(target=w.work, kwargs={"burst": burst, "logging_level": level},
                                 name=w.name, daemon=True) for w in workers]
 
+    stopping = threading.Event()
+
     def stop(signum: int, frame: FrameType | None) -> None:
         log.info("stopping_lanes", signal=signum)
+        stopping.set()
         for w in workers:
             w.stop_after_current_job()  # type: ignore[attr-defined]
 
@@ -135,5 +139,15 @@ def _run_lanes(connection: redis.Redis, queues: Sequence[Queues], name: str, lan
     signal.signal(signal.SIGINT, stop)
     for t in threads:
         t.start()
-    for t in threads:
-        t.join()
+    idle_since: float | None = None
+    while any(t.is_alive() for t in threads):
+        time.sleep(0.2)
+        if not stopping.is_set() or tracker.busy():
+            idle_since = None
+            continue
+        # Stopping with no job in hand: a lane stuck in RQ's reconnect loop (Redis gone)
+        # never looks at its stop flag, and has nothing to finish anyway.
+        idle_since = idle_since or time.monotonic()
+        if time.monotonic() - idle_since > 3:
+            log.info("lanes_idle_at_stop", alive=sum(t.is_alive() for t in threads))
+            return
