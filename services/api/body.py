@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import TypeVar
 
 from aiohttp import web
@@ -12,6 +13,7 @@ from services.api.errors import ApiError, validation_error
 from services.api.state import SETTINGS
 
 M = TypeVar("M", bound=BaseModel)
+_INTEGER = re.compile(r"-?[0-9]{1,18}")
 
 
 def _no_constants(name: str) -> None:
@@ -69,10 +71,10 @@ def int_param(request: web.Request, name: str, default: int, low: int, high: int
     raw = request.query.get(name)
     if raw is None:
         return default
-    try:
-        value = int(raw)
-    except ValueError as exc:
-        raise ApiError(422, "invalid_request", f"{name}: must be an integer") from exc
+    # int() would also take "٣", "1_0" and " 7 ": the document says an integer, in digits.
+    if not _INTEGER.fullmatch(raw):
+        raise ApiError(422, "invalid_request", f"{name}: must be an integer")
+    value = int(raw)
     if not low <= value <= high:
         raise ApiError(422, "invalid_request", f"{name}: must be between {low} and {high}")
     return value
