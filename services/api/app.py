@@ -17,6 +17,7 @@ from services.api.errors import error_middleware
 from services.api.idempotency import IdempotencyStore
 from services.api.limits import Limits, rate_limit_middleware
 from services.api.observe import observe_middleware
+from services.api.params import query_params_middleware
 from services.api.state import (
     AREDIS,
     DOCUMENTS,
@@ -65,7 +66,7 @@ def create_app(settings: Settings) -> web.Application:
         raise ValueError("no API keys configured: set RAGMESH_API_KEYS")
     app = web.Application(
         middlewares=[observe_middleware, error_middleware, auth_middleware,
-                     rate_limit_middleware],
+                     rate_limit_middleware, query_params_middleware(settings)],
         client_max_size=settings.api_max_body_bytes,
     )
     app[SETTINGS] = settings

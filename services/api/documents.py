@@ -8,6 +8,7 @@ import uuid
 from typing import Any
 
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 from pydantic import ValidationError
 
 from services.api import idempotency
@@ -61,9 +62,9 @@ async def _read_upload(request: web.Request) -> DocumentRequest:
     """A multipart upload: one `file` part plus optional source/document_id/collection."""
     try:
         fields = await _read_parts(request)
-    except (ValueError, RuntimeError, AssertionError, LookupError) as exc:
-        # aiohttp's multipart reader refuses malformed bodies (no boundary, a bad header, an
-        # unknown transfer encoding or charset) with these: the client's fault, not ours.
+    except (ValueError, RuntimeError, AssertionError, LookupError, HttpProcessingError) as exc:
+        # aiohttp's multipart reader refuses malformed bodies (no boundary, a bad or forbidden
+        # header, an unknown transfer encoding or charset) with these: the client's fault.
         raise ApiError(400, "malformed_multipart",
                        f"the multipart body could not be read: {exc}") from exc
     if "text" not in fields:

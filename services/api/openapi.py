@@ -126,6 +126,9 @@ def build_spec(settings: Settings) -> dict[str, Any]:
             "parameters": [query_id, {
                 "name": "Last-Event-ID", "in": "header", "required": False,
                 "description": "Resume after this event (as EventSource does on reconnect)",
+                "schema": {"type": "string", "pattern": r"^\d{1,20}-\d{1,20}$"}}, {
+                "name": "last_event_id", "in": "query", "required": False,
+                "description": "The same, for clients that cannot set the header",
                 "schema": {"type": "string", "pattern": r"^\d{1,20}-\d{1,20}$"}}],
             "responses": {"200": {"description": "An event stream: `status` ({status}), "
                                                  "`delta` ({text}), and `final` (the query); "

@@ -125,7 +125,7 @@ async def test_invalid_utf8_is_400(api, raw):
 
 # --- numbers and nesting ------------------------------------------------------------------------
 
-@pytest.mark.parametrize("top_k", [10**30, 2**63, -(2**63), 21, 0, 1e308, 5.0, "5", True,
+@pytest.mark.parametrize("top_k", [10**30, 2**63, -(2**63), 21, 0, 1e308, 5.5, "5", True,
                                    "NaN", [5]])
 async def test_huge_or_mistyped_top_k_is_422(api, top_k):
     await _error(await api.post("/v1/queries", json={"question": "q", "top_k": top_k},
@@ -227,6 +227,8 @@ async def test_an_oversized_form_field_is_413(api):
     ("multipart/form-data; boundary=x",
      b'--x\r\nContent-Disposition: form-data; name="source"\r\n'
      b"Content-Type: text/plain; charset=no-such-charset\r\n\r\nhi\r\n--x--\r\n"),
+    ("multipart/form-data; boundary=x",
+     b'--x\r\nContent-Disposition: form-data; name="\x02so\x7furce"\r\n\r\nhi\r\n--x--\r\n'),
 ])
 async def test_malformed_multipart_is_a_4xx(api, content_type, body):
     resp = await api.post("/v1/documents", data=body, headers={**A, "Content-Type":
