@@ -10,9 +10,7 @@ run: queries and documents stay queued, which every endpoint handles.
 
 from __future__ import annotations
 
-import asyncio
 import os
-import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +19,6 @@ from typing import Any
 import pytest
 import redis
 import schemathesis
-from aiohttp import web
 from hypothesis import HealthCheck, given, seed, settings
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
@@ -34,11 +31,10 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from ragmesh.procs import free_port
-from services.api.app import create_app
 from services.api.openapi import build_spec
 from shared.settings import Settings
 from tests.conftest import KEY_A, KEY_B
+from tests.support.api_server import ServerThread
 
 pytestmark = pytest.mark.integration
 
@@ -51,37 +47,6 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
 # longer hunt with other examples.
 MAX_EXAMPLES = int(os.environ.get("RAGMESH_FUZZ_EXAMPLES", "100"))
 SEED = os.environ.get("RAGMESH_FUZZ_SEED")
-
-
-class ServerThread:
-    """The real app on 127.0.0.1:<free port>, on an event loop in a thread of its own."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings, self.port = settings, free_port()
-        self.loop = asyncio.new_event_loop()
-        self.ready = threading.Event()
-        self.runner: web.AppRunner | None = None
-        self.thread = threading.Thread(target=self._run, name="fuzz-api", daemon=True)
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        self.runner = web.AppRunner(create_app(self.settings), access_log=None)
-        self.loop.run_until_complete(self.runner.setup())
-        self.loop.run_until_complete(web.TCPSite(self.runner, "127.0.0.1", self.port).start())
-        self.ready.set()
-        self.loop.run_forever()
-        self.loop.run_until_complete(self.runner.cleanup())
-        self.loop.close()
-
-    def __enter__(self) -> str:
-        self.thread.start()
-        if not self.ready.wait(60):
-            raise RuntimeError("the API did not start")
-        return f"http://127.0.0.1:{self.port}"
-
-    def __exit__(self, *exc: object) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(30)
 
 
 @pytest.fixture(scope="module")
