@@ -10,7 +10,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
 
 class Queues(StrEnum):
@@ -84,6 +84,19 @@ def _metadata_schema(schema: dict[str, Any]) -> None:
             branch.setdefault("propertyNames", {})["pattern"] = pattern
 
 
+def _whole_number(value: Any) -> Any:
+    # JSON has one kind of number: 5.0 is the integer 5, as JSON Schema's "integer" says.
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+# Integers that take JSON's 5.0 for 5; the bounds go before the validator, or pydantic leaves
+# them out of the JSON schema.
+_TopK = Annotated[int, Field(ge=1), BeforeValidator(_whole_number)]
+_MaxTokens = Annotated[int, Field(ge=1, le=4096), BeforeValidator(_whole_number)]
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -97,9 +110,9 @@ class _Request(_Strict):
 
 class QueryRequest(_Request):
     question: str = Field(min_length=1, description="The question, in plain text.")
-    top_k: int | None = Field(None, ge=1, description="Chunks to retrieve.")
+    top_k: _TopK | None = Field(None, description="Chunks to retrieve.")
     collection: str | None = Field(None, pattern=COLLECTION_PATTERN)
-    max_tokens: int | None = Field(None, ge=1, le=4096)
+    max_tokens: _MaxTokens | None = None
     temperature: float | None = Field(None, ge=0, le=2)
 
 

@@ -42,12 +42,23 @@ _ERROR_TEXT = {
     503: "`queue_unavailable`: Redis is unreachable. Retry after Retry-After seconds"}
 
 
+# A request the HTTP server cannot parse (a request line or header over 8 KiB, a bad byte)
+# is refused before any handler runs, by aiohttp itself, in plain text.
+_UNPARSEABLE = {"400": {
+    "description": "Malformed request; the HTTP server's own refusal of a request it cannot "
+                   "parse (a request line or header over 8 KiB) comes as text/plain",
+    "content": {"application/json": {"schema": {"$ref": _REF.format(model="ErrorBody")}},
+                "text/plain": {"schema": {"type": "string"}}}}}
+
+
 def _errors(*statuses: int) -> dict[str, Any]:
     out = {}
     for s in statuses:
         out[str(s)] = {"description": _ERROR_TEXT[s], **_json(schemas.ErrorBody)}
         if s in (429, 503):
             out[str(s)]["headers"] = _RETRY_AFTER
+    if 400 in statuses:
+        out.update(_UNPARSEABLE)
     return out
 
 
@@ -99,7 +110,7 @@ def build_spec(settings: Settings) -> dict[str, Any]:
                  "description": ".txt, .md, .html or .pdf"},
         "source": {"type": "string"}, "document_id": {"type": "string"},
         "collection": {"type": "string"}}}
-    common = _errors(401, 429, 503)
+    common = _errors(400, 401, 429, 503)
     query_id = _id("Query id", QUERY_ID_PATTERN)
     document_id = _id("Document id", DOCUMENT_ID_PATTERN)
     paths = {
@@ -108,7 +119,7 @@ def build_spec(settings: Settings) -> dict[str, Any]:
             "parameters": [_IDEMPOTENCY_KEY],
             "requestBody": {"required": True, **_json(QueryRequest)},
             "responses": {"202": _accepted(schemas.QueryAccepted),
-                          **_errors(400, 409, 413, 415, 422), **common}}},
+                          **_errors(409, 413, 415, 422), **common}}},
         "/v1/queries/{id}": {
             "get": {"summary": "Poll a query", "operationId": "getQuery",
                     "parameters": [query_id, _int_query(
@@ -145,7 +156,7 @@ def build_spec(settings: Settings) -> dict[str, Any]:
                              model="DocumentRequest")}},
                          "multipart/form-data": {"schema": upload}}},
                      "responses": {"202": _accepted(schemas.DocumentAccepted),
-                                   **_errors(400, 409, 413, 415, 422), **common}},
+                                   **_errors(409, 413, 415, 422), **common}},
             "get": {"summary": "List your documents", "operationId": "listDocuments",
                     "parameters": [_int_query("offset", 0, 10_000_000, "Skip this many"),
                                    _int_query("limit", 1, 1000, "Page size")],
@@ -165,18 +176,19 @@ def build_spec(settings: Settings) -> dict[str, Any]:
                                      **_errors(404), **common}}},
         "/healthz": {"get": {"summary": "Liveness", "operationId": "healthz", "security": [],
                              "responses": {"200": {"description": "Alive",
-                                                   **_json(schemas.Alive)}}}},
+                                                   **_json(schemas.Alive)}, **_UNPARSEABLE}}},
         "/readyz": {"get": {"summary": "Readiness: Redis, Milvus and a worker per stage",
                             "operationId": "readyz", "security": [],
                             "responses": {"200": {"description": "Ready",
                                                   **_json(schemas.Readiness)},
                                           "503": {"description": "Not ready",
-                                                  **_json(schemas.Readiness)}}}},
+                                                  **_json(schemas.Readiness)},
+                                          **_UNPARSEABLE}}},
         "/metrics": {"get": {"summary": "Prometheus metrics (not rate-limited: it must answer "
                                         "while Redis is down)", "operationId": "metrics",
                              "responses": {"200": {"description": "Metrics",
                                                    "content": {"text/plain": {}}},
-                                           **_errors(401)}}},
+                                           **_errors(400, 401)}}},
         "/openapi.json": {"get": {"summary": "This document", "operationId": "openapi",
                                   "responses": {"200": {"description": "OpenAPI 3.1",
                                                         "content": {"application/json": {}}},

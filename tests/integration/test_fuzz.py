@@ -99,6 +99,14 @@ def _cases() -> list[object]:
     return cases
 
 
+def _drops_the_key(case: schemathesis.Case) -> bool:
+    """Whether a negative case leaves the Authorization header out on purpose: adding the key
+    would turn it back into a valid request (seen: `?limit=1` flagged as accepted)."""
+    data = case.meta.phase.data if case.meta else None
+    return any(getattr(m, "parameter", None) == "Authorization"
+               for m in getattr(data, "mutations", ()))
+
+
 # One test per operation and mode (schemathesis' own pytest plugin does not run on pytest 9:
 # it reaches into a node attribute that pytest renamed).
 @pytest.mark.parametrize(("method", "path", "mode", "media_type", "checks"), _cases())
@@ -119,6 +127,7 @@ def test_the_api_answers_as_its_document_says(api_schema: schemathesis.BaseSchem
             # Examples draw the same few keys for different bodies: that is a reused key,
             # refused by design (422 idempotency_key_reused, tested on its own).
             case.headers["Idempotency-Key"] = uuid.uuid4().hex
-        case.call_and_validate(headers=AUTH, checks=checks, timeout=60)
+        case.call_and_validate(headers=None if _drops_the_key(case) else AUTH, checks=checks,
+                               timeout=60)
 
     fuzz()
