@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,19 @@ import httpx
 
 TERMINAL = {"succeeded", "failed", "timed_out", "cancelled"}
 INDEXED_OR_FAILED = {"indexed", "failed"}
+
+
+RETRIES = 5
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    """Seconds to wait before trying again, when the API asks for it (overload, outage)."""
+    if response.status_code not in (429, 503):
+        return None
+    try:
+        return min(30.0, max(0.5, float(response.headers.get("Retry-After", "1"))))
+    except ValueError:
+        return 1.0
 
 
 class ApiError(Exception):
@@ -31,7 +45,17 @@ class Client:
         self.http.close()
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
-        response = self.http.request(method, path, **kwargs)
+        """One call; while the API says 429 or 503 it is tried again after its Retry-After
+        (a few times), and a POST carries one Idempotency-Key through its retries, so a retry
+        never creates a second job."""
+        if method == "POST":
+            kwargs["headers"] = {"Idempotency-Key": uuid.uuid4().hex, **kwargs.get("headers", {})}
+        for attempt in range(RETRIES + 1):
+            response = self.http.request(method, path, **kwargs)
+            wait = _retry_after(response)
+            if wait is None or attempt == RETRIES:
+                break
+            time.sleep(wait)
         body = response.json() if response.content else None
         if response.status_code >= 400:
             raise ApiError(response.status_code, body)
@@ -61,7 +85,8 @@ class Client:
         data = {k: v for k, v in {"collection": collection, "document_id": document_id}.items()
                 if v}
         with path.open("rb") as fh:
-            return self._call("POST", "/v1/documents", files={"file": (path.name, fh)},
+            # Bytes, not the handle: a retry sends the file again from its start.
+            return self._call("POST", "/v1/documents", files={"file": (path.name, fh.read())},
                               data=data)
 
     def add_text(self, text: str, source: str, **fields: Any) -> dict[str, Any]:

@@ -8,9 +8,9 @@ never imports torch or pymilvus.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
 
 class Queues(StrEnum):
@@ -62,6 +62,39 @@ TERMINAL_DOCUMENT = frozenset({DocumentStatus.INDEXED, DocumentStatus.FAILED})
 
 COLLECTION_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,254}$"
 DOCUMENT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
+QUERY_ID_PATTERN = r"^[0-9a-f]{32}$"
+NO_NUL_PATTERN = r"^[^\x00]*$"  # NUL ends C strings downstream (Milvus, logs): refused
+
+# Metadata travels with every chunk into the vector store: small scalars only. Integers stay
+# within what a JSON double holds exactly, so every reader sees the same number.
+_MetaKey = Annotated[str, StringConstraints(min_length=1, max_length=64,
+                                            pattern=NO_NUL_PATTERN)]
+_MetaValue = (Annotated[str, StringConstraints(max_length=1024, pattern=NO_NUL_PATTERN)]
+              | Annotated[int, Field(ge=-(2**53), le=2**53)] | float | bool)
+
+
+def _metadata_schema(schema: dict[str, Any]) -> None:
+    """pydantic puts a key pattern under patternProperties, which lets other keys through
+    unchecked; JSON Schema says it with propertyNames."""
+    for branch in schema.get("anyOf", [schema]):
+        patterns = branch.pop("patternProperties", None)
+        if patterns:
+            (pattern, values), = patterns.items()
+            branch["additionalProperties"] = values
+            branch.setdefault("propertyNames", {})["pattern"] = pattern
+
+
+def _whole_number(value: Any) -> Any:
+    # JSON has one kind of number: 5.0 is the integer 5, as JSON Schema's "integer" says.
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+# Integers that take JSON's 5.0 for 5; the bounds go before the validator, or pydantic leaves
+# them out of the JSON schema.
+_TopK = Annotated[int, Field(ge=1), BeforeValidator(_whole_number)]
+_MaxTokens = Annotated[int, Field(ge=1, le=4096), BeforeValidator(_whole_number)]
 
 
 class _Strict(BaseModel):
@@ -70,21 +103,27 @@ class _Strict(BaseModel):
 
 # --- what clients send (validated by the API) -------------------------------------------------
 
-class QueryRequest(_Strict):
+class _Request(_Strict):
+    # Strict types: "5" is not a top_k, as the OpenAPI document says (JSON numbers only).
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class QueryRequest(_Request):
     question: str = Field(min_length=1, description="The question, in plain text.")
-    top_k: int | None = Field(None, ge=1, description="Chunks to retrieve.")
+    top_k: _TopK | None = Field(None, description="Chunks to retrieve.")
     collection: str | None = Field(None, pattern=COLLECTION_PATTERN)
-    max_tokens: int | None = Field(None, ge=1, le=4096)
+    max_tokens: _MaxTokens | None = None
     temperature: float | None = Field(None, ge=0, le=2)
 
 
-class DocumentRequest(_Strict):
+class DocumentRequest(_Request):
     text: str = Field(min_length=1, description="The document's text.")
-    source: str = Field(min_length=1, max_length=512, description="File name or URL shown in "
-                        "citations.")
+    source: str = Field(min_length=1, max_length=512, pattern=NO_NUL_PATTERN,
+                        description="File name or URL shown in citations.")
     document_id: str | None = Field(None, pattern=DOCUMENT_ID_PATTERN)
     collection: str | None = Field(None, pattern=COLLECTION_PATTERN)
-    metadata: dict[str, str | int | float | bool] | None = Field(None, max_length=32)
+    metadata: dict[_MetaKey, _MetaValue] | None = Field(None, max_length=32,
+                                                        json_schema_extra=_metadata_schema)
 
 
 # --- what crosses the queues ------------------------------------------------------------------

@@ -18,6 +18,9 @@ STAGE_DURATION = Histogram("ragmesh_stage_duration_seconds", "Time a stage worke
                            ["stage"], buckets=_LATENCY_BUCKETS)
 STAGE_QUEUED = Histogram("ragmesh_stage_queued_seconds", "Time a job waited in a stage queue.",
                          ["stage"], buckets=_LATENCY_BUCKETS)
+REJECTED = Counter("ragmesh_rejected_total", "Requests the API refused to protect the "
+                   "mesh: rate_limited, overloaded (429), unavailable (503: Redis "
+                   "unreachable).", ["reason"])
 QUEUE_DEPTH = Gauge("ragmesh_queue_depth", "Jobs waiting per queue.", ["queue"])
 GENERATED_TOKENS = Counter("ragmesh_generated_tokens_total", "Completion tokens generated.")
 PROMPT_TOKENS = Counter("ragmesh_prompt_tokens_total", "Prompt tokens sent to the engine.")

@@ -6,6 +6,8 @@ from typing import Any
 
 import redis
 from pydantic import BaseModel
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 from rq import Callback, Queue
 from rq.job import Job
 from rq.serializers import JSONSerializer
@@ -16,8 +18,20 @@ from shared.settings import Settings
 FAILURE_CALLBACK = "shared.queue.on_job_failure"
 
 
-def connect(settings: Settings) -> redis.Redis:
-    """A Redis client for the configured URL (the password travels inside the URL)."""
+def connect(settings: Settings, *, timeout: float | None = None) -> redis.Redis:
+    """A Redis client for the configured URL (the password travels inside the URL).
+
+    `timeout`: for a client that must answer within a bound (the API): connect and read
+    time out after that many seconds, and a failed command is tried once more, not redis-py's
+    ten times, so that an unreachable Redis costs a request about twice `timeout`."""
+    if timeout is not None:
+        return redis.Redis.from_url(
+            settings.redis_url.get_secret_value(),
+            socket_connect_timeout=timeout,
+            socket_timeout=timeout,
+            health_check_interval=15,
+            retry=Retry(ExponentialBackoff(cap=0.2, base=0.05), 1),
+        )
     return redis.Redis.from_url(
         settings.redis_url.get_secret_value(),
         socket_connect_timeout=5,

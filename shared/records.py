@@ -27,20 +27,30 @@ from shared.jobs import (
 PREFIX = "ragmesh"
 
 # Returns -1 when the record is gone, 0 when it is in a refused state, 1 when updated.
-# KEYS[1] the record, KEYS[2] (optional) its event stream; ARGV[1] refused statuses,
-# ARGV[2] the new status or '', ARGV[3..] field/value pairs. A status change is appended to
-# the event stream in the same step, so the stream never misses or invents one.
+# KEYS[1] the record, KEYS[2] (optional) its event stream, KEYS[3] (optional) its tombstone;
+# ARGV[1] refused statuses, ARGV[2] the new status or '', ARGV[3] the record's field that holds
+# how many seconds to keep it from now on, or '' (the record keeps its expiry), ARGV[4..]
+# field/value pairs. A status change is appended to the event stream in the same step, so the
+# stream never misses or invents one; a record that ends gets its retention in that step too,
+# whoever ends it, and its tombstone outlives it by the record's `tomb_s`.
 _TRANSITION = """
 local cur = redis.call('HGET', KEYS[1], 'status')
 if not cur then return -1 end
 for s in string.gmatch(ARGV[1], '[^,]+') do
   if s == cur then return 0 end
 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+redis.call('HSET', KEYS[1], unpack(ARGV, 4))
 if KEYS[2] and ARGV[2] ~= '' and ARGV[2] ~= cur then
   redis.call('XADD', KEYS[2], 'MAXLEN', '~', 10000, '*', 'type', 'status', 'status', ARGV[2])
   local ttl = redis.call('PTTL', KEYS[1])
   if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) end
+end
+local keep = ARGV[3] ~= '' and tonumber(redis.call('HGET', KEYS[1], ARGV[3]))
+if keep then
+  redis.call('EXPIRE', KEYS[1], keep)
+  if KEYS[2] then redis.call('EXPIRE', KEYS[2], keep) end
+  local tomb = tonumber(redis.call('HGET', KEYS[1], 'tomb_s'))
+  if KEYS[3] and tomb then redis.call('EXPIRE', KEYS[3], keep + tomb) end
 end
 return 1
 """
@@ -94,14 +104,16 @@ class Records:
     def event_keys(self, record_id: str) -> list[str]:
         return []
 
-    def transition(self, record_id: str, status: str | None = None, **fields: Any) -> bool:
-        """Update fields (and status) unless the record is terminal. True when applied."""
+    def transition(self, record_id: str, status: str | None = None, *, keep_field: str = "",
+                   **fields: Any) -> bool:
+        """Update fields (and status) unless the record is terminal. True when applied.
+        `keep_field`: the record's field holding the seconds to keep it from now on."""
         if status is not None:
             fields["status"] = status
         fields["updated_at"] = time.time()
         refused = ",".join(sorted(self.terminal))
         result = self._transition(keys=[self.key(record_id), *self.event_keys(record_id)],
-                                  args=[refused, status or "", *_flatten(fields)])
+                                  args=[refused, status or "", keep_field, *_flatten(fields)])
         return int(result) == 1
 
     def raw(self, record_id: str) -> dict[str, str]:
@@ -109,19 +121,35 @@ class Records:
 
 
 class QueryRecords(Records):
+    """Query records. Each one carries its own retention (`keep_s` once succeeded,
+    `keep_failed_s` once it ended otherwise, `tomb_s` for its tombstone), so whichever process
+    ends it applies the API's settings. The tombstone (the owner id, under its own key) outlives
+    the record, so its owner can be told the result expired rather than never existed."""
+
     kind = "q"
     terminal = frozenset(str(s) for s in TERMINAL_QUERY)
     waiting_key = f"{PREFIX}:waiting:generate"
 
-    def __init__(self, client: redis.Redis, ttl_seconds: int) -> None:
+    def __init__(self, client: redis.Redis, ttl_seconds: int, failed_ttl_seconds: int | None = None,
+                 tombstone_seconds: int = 0) -> None:
         super().__init__(client, ttl_seconds)
+        self.failed_ttl = failed_ttl_seconds or ttl_seconds
+        self.tombstone_ttl = tombstone_seconds
         self._claim = client.register_script(_CLAIM)
 
     def events_key(self, query_id: str) -> str:
         return f"{PREFIX}:q:{query_id}:events"
 
+    def tombstone_key(self, query_id: str) -> str:
+        return f"{PREFIX}:q:{query_id}:gone"
+
     def event_keys(self, record_id: str) -> list[str]:
-        return [self.events_key(record_id)]
+        return [self.events_key(record_id), self.tombstone_key(record_id)]
+
+    def expired_for(self, query_id: str, owner: str) -> bool:
+        """Whether `query_id` was `owner`'s query whose record is gone (its tombstone lives)."""
+        value = self.r.get(self.tombstone_key(query_id))
+        return value is not None and value.decode() == owner
 
     def publish_delta(self, query_id: str, text: str) -> None:
         """A piece of answer for the event stream (Server-Sent Events read it)."""
@@ -153,13 +181,20 @@ class QueryRecords(Records):
         key = self.key(query_id)
         fields = {"id": query_id, "owner": owner, "status": QueryStatus.QUEUED.value,
                   "question": question, "params": params.model_dump(mode="json"),
-                  "created_at": now, "updated_at": now, "deadline": now + deadline}
+                  "created_at": now, "updated_at": now, "deadline": now + deadline,
+                  "keep_s": self.ttl, "keep_failed_s": self.failed_ttl,
+                  "tomb_s": self.tombstone_ttl}
+        # Until it ends (at its deadline at the latest) a record lives long enough to be kept
+        # its full retention after; ending it sets the retention anew.
+        ttl = int(deadline) + max(self.ttl, self.failed_ttl)
         events = self.events_key(query_id)
         with self.r.pipeline() as pipe:
             pipe.hset(key, mapping=dict(zip(*[iter(_flatten(fields))] * 2, strict=True)))
-            pipe.expire(key, self.ttl)
+            pipe.expire(key, ttl)
             pipe.xadd(events, {"type": "status", "status": QueryStatus.QUEUED.value})
-            pipe.expire(events, self.ttl)
+            pipe.expire(events, ttl)
+            if self.tombstone_ttl:
+                pipe.set(self.tombstone_key(query_id), owner, ex=ttl + self.tombstone_ttl)
             pipe.execute()
         return query_id
 
@@ -201,7 +236,9 @@ class QueryRecords(Records):
                **fields: Any) -> bool:
         if error is not None:
             fields["error"] = error.model_dump()
-        applied = self.transition(query_id, status.value, finished_at=time.time(), **fields)
+        keep = "keep_s" if status == QueryStatus.SUCCEEDED else "keep_failed_s"
+        applied = self.transition(query_id, status.value, keep_field=keep,
+                                  finished_at=time.time(), **fields)
         self.left_queue(query_id)
         return applied
 

@@ -85,7 +85,24 @@ class Settings(BaseSettings):
         "generates one into the state folder when empty.")
     api_key: SecretStr | None = Field(None, description="The key the CLI sends (default: the "
                                       "first of api_keys, else the generated one).")
-    api_max_body_bytes: int = Field(20 * 1024 * 1024, gt=0, description="Largest request body.")
+    api_max_body_bytes: int = Field(20 * 1024 * 1024, gt=0, description="Largest request body "
+                                    "(a document upload); a query's body is held to 64 KiB.")
+    api_max_queue_depth: int = Field(1000, ge=0, description="Jobs waiting in the stage queues "
+                                     "(and for a generation slot) past which POST /v1/queries "
+                                     "and POST /v1/documents answer 429 overloaded with "
+                                     "Retry-After; 0: no limit.")
+    api_rate_limit: float = Field(50.0, ge=0, description="Requests per second each API key may "
+                                  "make on average (a token bucket in Redis, shared by every API "
+                                  "replica); past it 429 rate_limited with Retry-After. 0: no "
+                                  "limit.")
+    api_rate_burst: int = Field(200, ge=1, description="Requests one key may make at once "
+                                "before api_rate_limit applies (the bucket's size).")
+    api_idempotency_ttl: int = Field(24 * 3600, ge=60, description="Seconds an Idempotency-Key "
+                                     "is remembered: a POST retried with the same key within "
+                                     "it returns the first request's job.")
+    api_redis_timeout: float = Field(3.0, gt=0, description="Seconds the API waits for Redis to "
+                                     "connect or answer before it gives up with 503 and "
+                                     "Retry-After.")
 
     # --- redis
     redis_url: SecretStr = Field(SecretStr("redis://127.0.0.1:6379/0"), description="Redis or "
@@ -164,7 +181,15 @@ class Settings(BaseSettings):
     query_max_question_chars: int = Field(4000, ge=1, description="Longest question accepted.")
     query_deadline: float = Field(600.0, gt=0, description="Seconds after which an unfinished "
                                   "query ends timed_out, whatever its stage.")
-    query_result_ttl: int = Field(7 * 24 * 3600, gt=0, description="Seconds a query record lives.")
+    query_result_ttl: int = Field(7 * 24 * 3600, gt=0, description="Seconds a succeeded "
+                                  "query's record (answer, citations) is kept after it ends; "
+                                  "then its owner gets 404 query_expired.")
+    query_failed_ttl: int = Field(7 * 24 * 3600, gt=0, description="Seconds a query that ended "
+                                  "failed, timed_out or cancelled is kept, with its error, for "
+                                  "inspection; then its owner gets 404 query_expired.")
+    query_tombstone_ttl: int = Field(7 * 24 * 3600, ge=0, description="Seconds after a query's "
+                                     "record is gone during which its owner still gets 404 "
+                                     "query_expired (anyone else: query_not_found).")
     stage_timeout: int = Field(300, gt=0, description="RQ job timeout of one stage, seconds.")
 
     # --- workers

@@ -8,12 +8,25 @@ from concurrent.futures import ThreadPoolExecutor
 
 import redis.asyncio
 from aiohttp import web
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.backoff import ExponentialBackoff
 
 from services.api import documents, events, health, openapi, queries
 from services.api.auth import auth_middleware
 from services.api.errors import error_middleware
+from services.api.idempotency import IdempotencyStore
+from services.api.limits import Limits, rate_limit_middleware
 from services.api.observe import observe_middleware
-from services.api.state import AREDIS, DOCUMENTS, QUERIES, REDIS, SETTINGS
+from services.api.params import query_params_middleware
+from services.api.state import (
+    AREDIS,
+    DOCUMENTS,
+    IDEMPOTENCY,
+    LIMITS,
+    QUERIES,
+    REDIS,
+    SETTINGS,
+)
 from shared.queue import connect
 from shared.records import DocumentRecords, QueryRecords
 from shared.settings import Settings
@@ -21,13 +34,20 @@ from shared.settings import Settings
 
 async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    client = connect(settings)
+    # Bounded timeouts and one retry: while Redis is unreachable a request answers 503 within
+    # a few seconds instead of hanging through redis-py's default retries.
+    timeout = settings.api_redis_timeout
+    client = connect(settings, timeout=timeout)
     app[REDIS] = client
-    app[QUERIES] = QueryRecords(client, settings.query_result_ttl)
+    app[QUERIES] = QueryRecords(client, settings.query_result_ttl, settings.query_failed_ttl,
+                                settings.query_tombstone_ttl)
     app[DOCUMENTS] = DocumentRecords(client, settings.query_result_ttl)
-    app[AREDIS] = redis.asyncio.Redis.from_url(settings.redis_url.get_secret_value(),
-                                               socket_connect_timeout=5, socket_timeout=30,
-                                               health_check_interval=15)
+    app[LIMITS] = Limits(client, settings)
+    app[IDEMPOTENCY] = IdempotencyStore(client, settings.api_idempotency_ttl)
+    app[AREDIS] = redis.asyncio.Redis.from_url(
+        settings.redis_url.get_secret_value(), socket_connect_timeout=timeout,
+        socket_timeout=events.BLOCK_MS / 1000 + timeout, health_check_interval=15,
+        retry=AsyncRetry(ExponentialBackoff(cap=0.2, base=0.05), 1))
     yield
     await app[AREDIS].aclose()
     client.close()
@@ -45,7 +65,8 @@ def create_app(settings: Settings) -> web.Application:
     if not settings.api_keys:
         raise ValueError("no API keys configured: set RAGMESH_API_KEYS")
     app = web.Application(
-        middlewares=[observe_middleware, error_middleware, auth_middleware],
+        middlewares=[observe_middleware, error_middleware, auth_middleware,
+                     rate_limit_middleware, query_params_middleware(settings)],
         client_max_size=settings.api_max_body_bytes,
     )
     app[SETTINGS] = settings

@@ -16,9 +16,11 @@ PUBLIC_PATHS = frozenset({"/healthz", "/readyz"})
 
 def _match(presented: str, keys: list[str]) -> bool:
     # Compare against every key, in constant time, so timing reveals neither key nor position.
+    # Header bytes that are not UTF-8 arrive as surrogate escapes: compare them as bytes.
+    given = presented.encode("utf-8", "surrogateescape")
     found = False
     for key in keys:
-        found |= hmac.compare_digest(presented.encode(), key.encode())
+        found |= hmac.compare_digest(given, key.encode())
     return found
 
 

@@ -8,6 +8,7 @@ import redis
 from aiohttp import web
 from pydantic import ValidationError
 
+from shared import metrics
 from shared.logging import get_logger
 
 log = get_logger(__name__)
@@ -16,6 +17,9 @@ _HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "
                405: "method_not_allowed", 406: "not_acceptable", 409: "conflict",
                411: "length_required", 413: "payload_too_large", 415: "unsupported_media_type",
                422: "invalid_request", 429: "too_many_requests", 503: "unavailable"}
+
+
+MAX_DETAILS = 20
 
 
 class ApiError(Exception):
@@ -36,10 +40,18 @@ def error_response(status: int, code: str, message: str, headers: dict[str, str]
 
 def validation_error(exc: ValidationError) -> ApiError:
     """A pydantic error as a 422 that names each offending field."""
+    # A body with thousands of bad fields gets the first few, not an answer as big as it.
     details = [{"field": ".".join(str(p) for p in e["loc"]) or "(body)", "problem": e["msg"]}
-               for e in exc.errors(include_url=False, include_input=False)]
+               for e in exc.errors(include_url=False, include_input=False)[:MAX_DETAILS]]
     summary = "; ".join(f"{d['field']}: {d['problem']}" for d in details[:5])
     return ApiError(422, "invalid_request", summary, details=details)
+
+
+def _unavailable(exc: Exception) -> web.Response:
+    metrics.REJECTED.labels("unavailable").inc()
+    log.warning("redis_unavailable", error=str(exc))
+    return error_response(503, "queue_unavailable", "the job store is unreachable; retry "
+                          "shortly", {"Retry-After": "5"})
 
 
 @web.middleware
@@ -59,10 +71,11 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
         return error_response(exc.status, _HTTP_CODES.get(exc.status, "http_error"),
                               exc.reason if exc.text is None or exc.text.startswith(
                                   f"{exc.status}:") else exc.text, headers)
-    except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError) as exc:
-        log.warning("redis_unavailable", error=str(exc))
-        return error_response(503, "queue_unavailable", "the job store is unreachable; retry "
-                              "shortly", {"Retry-After": "5"})
-    except Exception:
+    except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError,
+            redis.ReadOnlyError) as exc:
+        return _unavailable(exc)
+    except Exception as exc:
+        if isinstance(exc, redis.ResponseError) and str(exc).startswith("OOM"):
+            return _unavailable(exc)  # Redis is full (maxmemory, noeviction): wait it out
         log.exception("unhandled_error", path=request.path)
         return error_response(500, "internal_error", "an unexpected error occurred")

@@ -13,16 +13,20 @@ import json
 import re
 from typing import Any
 
+import redis
 from aiohttp import web
 
 from services.api.errors import ApiError
+from services.api.queries import find
 from services.api.state import AREDIS, OWNER, QUERIES
 from shared.jobs import TERMINAL_QUERY
+from shared.logging import get_logger
 
 routes = web.RouteTableDef()
+log = get_logger(__name__)
 
 _EVENT_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
-_BLOCK_MS = 5000  # then a keep-alive comment, and a look at the query's deadline
+BLOCK_MS = 5000  # then a keep-alive comment, and a look at the query's deadline
 
 
 def _sse(event_id: str, event: str, data: dict[str, Any]) -> bytes:
@@ -39,9 +43,7 @@ def _decode(fields: dict[bytes, bytes]) -> tuple[str, dict[str, Any]]:
 @routes.get("/v1/queries/{id}/events")
 async def events(request: web.Request) -> web.StreamResponse:
     query_id = request.match_info["id"]
-    queries, owner = request.app[QUERIES], request[OWNER]
-    if await asyncio.to_thread(queries.get, query_id, owner) is None:
-        raise ApiError(404, "query_not_found", f"no query {query_id!r}")
+    await find(request, query_id)
     last = request.headers.get("Last-Event-ID") or request.query.get("last_event_id") or "0-0"
     if not _EVENT_ID.match(last):
         raise ApiError(422, "invalid_request", "Last-Event-ID: not an event id of this stream")
@@ -49,11 +51,27 @@ async def events(request: web.Request) -> web.StreamResponse:
                                            "Cache-Control": "no-cache",
                                            "X-Accel-Buffering": "no"})
     await response.prepare(request)
+    try:
+        return await _stream(request, response, query_id, last)
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        # Past the headers an error status can no longer be sent: say so in the stream and
+        # end it; the client reconnects with Last-Event-ID and misses nothing.
+        log.warning("events_redis_unavailable", error=str(exc))
+        error = {"code": "queue_unavailable", "message": "the job store is unreachable; "
+                 "reconnect shortly with Last-Event-ID"}
+        await response.write(f"event: error\ndata: {json.dumps({'error': error})}\n\n".encode())
+        await response.write_eof()
+        return response
+
+
+async def _stream(request: web.Request, response: web.StreamResponse, query_id: str,
+                  last: str) -> web.StreamResponse:
+    queries, owner = request.app[QUERIES], request[OWNER]
     stream, key = request.app[AREDIS], queries.events_key(query_id)
     block: int | None = None  # the first read does not wait: a finished query ends at once
     while True:
         batches = await stream.xread({key: last}, count=500, block=block)
-        block = _BLOCK_MS
+        block = BLOCK_MS
         for _, entries in batches:
             for entry_id, fields in entries:
                 last = entry_id.decode()

@@ -34,11 +34,11 @@ def readiness(client: redis.Redis) -> tuple[dict[str, str], list[str]]:
     generator's, reaching its engine)."""
     try:
         client.ping()
+        beats_of = {service: health.workers(client, service) for service in SERVICES}
     except redis.RedisError as exc:
         return {"redis": "unreachable"}, [f"redis: unreachable: {exc}"]
     checks, problems = {"redis": "ok"}, []
-    for service in SERVICES:
-        beats = health.workers(client, service)
+    for service, beats in beats_of.items():
         ready = [b for b in beats if b["ready"]]
         if ready:
             checks[service] = f"{len(ready)} ready worker(s)"

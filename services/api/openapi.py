@@ -8,7 +8,9 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from services.api import schemas
-from shared.jobs import DocumentRequest, QueryRequest
+from services.api.state import SETTINGS
+from shared.jobs import DOCUMENT_ID_PATTERN, QUERY_ID_PATTERN, DocumentRequest, QueryRequest
+from shared.settings import Settings
 
 routes = web.RouteTableDef()
 
@@ -29,16 +31,40 @@ def _json(model: type[BaseModel]) -> dict[str, Any]:
         model=model.__name__)}}}}
 
 
+_RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before trying again",
+                                "schema": {"type": "string", "pattern": r"^\d+$"}}}
+_ERROR_TEXT = {
+    400: "Malformed request", 401: "Missing or invalid API key",
+    404: "Not found", 409: "Conflict", 413: "Body too large",
+    415: "Unsupported media or file type", 422: "Invalid request",
+    429: "`rate_limited`: this key sends too fast; `overloaded`: too many jobs wait. "
+         "Retry after Retry-After seconds",
+    503: "`queue_unavailable`: Redis is unreachable. Retry after Retry-After seconds"}
+
+
+# A request the HTTP server cannot parse (a request line or header over 8 KiB, a bad byte)
+# is refused before any handler runs, by aiohttp itself, in plain text.
+_UNPARSEABLE = {"400": {
+    "description": "Malformed request; the HTTP server's own refusal of a request it cannot "
+                   "parse (a request line or header over 8 KiB) comes as text/plain",
+    "content": {"application/json": {"schema": {"$ref": _REF.format(model="ErrorBody")}},
+                "text/plain": {"schema": {"type": "string"}}}}}
+
+
 def _errors(*statuses: int) -> dict[str, Any]:
-    text = {400: "Malformed request", 401: "Missing or invalid API key", 404: "Not found",
-            409: "Conflict", 413: "Body too large", 415: "Unsupported media or file type",
-            422: "Invalid request", 503: "Unavailable"}
-    return {str(s): {"description": text[s], **_json(schemas.ErrorBody)} for s in statuses}
+    out = {}
+    for s in statuses:
+        out[str(s)] = {"description": _ERROR_TEXT[s], **_json(schemas.ErrorBody)}
+        if s in (429, 503):
+            out[str(s)]["headers"] = _RETRY_AFTER
+    if 400 in statuses:
+        out.update(_UNPARSEABLE)
+    return out
 
 
-def _id(name: str) -> dict[str, Any]:
+def _id(name: str, pattern: str) -> dict[str, Any]:
     return {"name": "id", "in": "path", "required": True, "description": name,
-            "schema": {"type": "string", "minLength": 1, "maxLength": 128}}
+            "schema": {"type": "string", "pattern": pattern}}
 
 
 def _int_query(name: str, low: int, high: int, text: str) -> dict[str, Any]:
@@ -46,52 +72,91 @@ def _int_query(name: str, low: int, high: int, text: str) -> dict[str, Any]:
             "schema": {"type": "integer", "minimum": low, "maximum": high}}
 
 
-def build_spec() -> dict[str, Any]:
+_IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key", "in": "header", "required": False,
+    "description": "Send the same key when you retry: you get the first request's job back "
+                   "(with `Idempotent-Replayed: true`) instead of a second job. Kept per API "
+                   "key for RAGMESH_API_IDEMPOTENCY_TTL; the same key with a different body "
+                   "is refused (422 `idempotency_key_reused`); while the first request is "
+                   "still being processed, 409 `idempotency_in_progress`.",
+    "schema": {"type": "string", "pattern": r"^[\x21-\x7e]{1,255}$"}}
+
+
+def _accepted(model: type[BaseModel]) -> dict[str, Any]:
+    return {"description": "Accepted (or, with a repeated Idempotency-Key, the first answer)",
+            **_json(model), "headers": {
+                "Location": {"description": "Where to poll", "schema": {"type": "string"}},
+                "Idempotent-Replayed": {"description": "`true` on a replayed answer",
+                                        "schema": {"type": "string", "enum": ["true"]}}}}
+
+
+def _request_schemas(settings: Settings) -> dict[str, Any]:
+    """The request bodies as this server checks them: the limits that come from settings,
+    and text that is not blank and holds no NUL."""
+    text = r"^[^\x00]*[^\x00\s][^\x00]*$"
+    query = QueryRequest.model_json_schema(ref_template=_REF)
+    query["properties"]["question"].update(maxLength=settings.query_max_question_chars,
+                                           pattern=text)
+    query["properties"]["top_k"]["anyOf"][0]["maximum"] = settings.retrieval_max_top_k
+    document = DocumentRequest.model_json_schema(ref_template=_REF)
+    document["properties"]["text"].update(maxLength=settings.ingest_max_document_chars,
+                                          pattern=text)
+    return {"QueryRequest": query, "DocumentRequest": document}
+
+
+def build_spec(settings: Settings) -> dict[str, Any]:
     upload = {"type": "object", "required": ["file"], "properties": {
         "file": {"type": "string", "format": "binary",
                  "description": ".txt, .md, .html or .pdf"},
         "source": {"type": "string"}, "document_id": {"type": "string"},
         "collection": {"type": "string"}}}
-    common = _errors(401, 503)
+    common = _errors(400, 401, 429, 503)
+    query_id = _id("Query id", QUERY_ID_PATTERN)
+    document_id = _id("Document id", DOCUMENT_ID_PATTERN)
     paths = {
         "/v1/queries": {"post": {
             "summary": "Ask a question; returns a job id at once", "operationId": "submitQuery",
+            "parameters": [_IDEMPOTENCY_KEY],
             "requestBody": {"required": True, **_json(QueryRequest)},
-            "responses": {"202": {"description": "Accepted", **_json(schemas.QueryAccepted)},
-                          **_errors(400, 413, 415, 422), **common}}},
+            "responses": {"202": _accepted(schemas.QueryAccepted),
+                          **_errors(409, 413, 415, 422), **common}}},
         "/v1/queries/{id}": {
             "get": {"summary": "Poll a query", "operationId": "getQuery",
-                    "parameters": [_id("Query id"), _int_query(
+                    "parameters": [query_id, _int_query(
                         "wait", 0, 30, "Hold the request up to N seconds until the query ends")],
                     "responses": {"200": {"description": "The query", **_json(schemas.QueryView)},
                                   **_errors(404, 422), **common}},
             "delete": {"summary": "Cancel an unfinished query", "operationId": "cancelQuery",
-                       "parameters": [_id("Query id")],
+                       "parameters": [query_id],
                        "responses": {"200": {"description": "Cancelled",
                                              **_json(schemas.QueryView)},
                                      **_errors(404, 409), **common}}},
         "/v1/queries/{id}/events": {"get": {
             "summary": "Server-Sent Events: status changes, answer tokens, then the result",
             "operationId": "queryEvents",
-            "parameters": [_id("Query id"), {
+            "parameters": [query_id, {
                 "name": "Last-Event-ID", "in": "header", "required": False,
                 "description": "Resume after this event (as EventSource does on reconnect)",
+                "schema": {"type": "string", "pattern": r"^\d{1,20}-\d{1,20}$"}}, {
+                "name": "last_event_id", "in": "query", "required": False,
+                "description": "The same, for clients that cannot set the header",
                 "schema": {"type": "string", "pattern": r"^\d{1,20}-\d{1,20}$"}}],
             "responses": {"200": {"description": "An event stream: `status` ({status}), "
-                                                 "`delta` ({text}), and `final` (the query)",
+                                                 "`delta` ({text}), and `final` (the query); "
+                                                 "`error` ({error}) when the stream must end "
+                                                 "early: reconnect with Last-Event-ID",
                                   "content": {"text/event-stream": {"schema": {
                                       "type": "string"}}}},
                           **_errors(404, 422), **common}}},
         "/v1/documents": {
             "post": {"summary": "Ingest a document (JSON text or a file upload)",
-                     "operationId": "ingestDocument",
+                     "operationId": "ingestDocument", "parameters": [_IDEMPOTENCY_KEY],
                      "requestBody": {"required": True, "content": {
                          "application/json": {"schema": {"$ref": _REF.format(
                              model="DocumentRequest")}},
                          "multipart/form-data": {"schema": upload}}},
-                     "responses": {"202": {"description": "Accepted",
-                                           **_json(schemas.DocumentAccepted)},
-                                   **_errors(400, 413, 415, 422), **common}},
+                     "responses": {"202": _accepted(schemas.DocumentAccepted),
+                                   **_errors(409, 413, 415, 422), **common}},
             "get": {"summary": "List your documents", "operationId": "listDocuments",
                     "parameters": [_int_query("offset", 0, 10_000_000, "Skip this many"),
                                    _int_query("limit", 1, 1000, "Page size")],
@@ -100,39 +165,46 @@ def build_spec() -> dict[str, Any]:
                                   **_errors(422), **common}}},
         "/v1/documents/{id}": {
             "get": {"summary": "A document's ingestion status", "operationId": "getDocument",
-                    "parameters": [_id("Document id")],
+                    "parameters": [document_id],
                     "responses": {"200": {"description": "The document",
                                           **_json(schemas.DocumentView)},
                                   **_errors(404), **common}},
             "delete": {"summary": "Delete a document and its chunks",
-                       "operationId": "deleteDocument", "parameters": [_id("Document id")],
+                       "operationId": "deleteDocument", "parameters": [document_id],
                        "responses": {"200": {"description": "Deleted",
                                              **_json(schemas.DocumentDeleted)},
                                      **_errors(404), **common}}},
         "/healthz": {"get": {"summary": "Liveness", "operationId": "healthz", "security": [],
-                             "responses": {"200": {"description": "Alive"}}}},
+                             "responses": {"200": {"description": "Alive",
+                                                   **_json(schemas.Alive)}, **_UNPARSEABLE}}},
         "/readyz": {"get": {"summary": "Readiness: Redis, Milvus and a worker per stage",
                             "operationId": "readyz", "security": [],
-                            "responses": {"200": {"description": "Ready"},
-                                          "503": {"description": "Not ready"}}}},
-        "/metrics": {"get": {"summary": "Prometheus metrics", "operationId": "metrics",
+                            "responses": {"200": {"description": "Ready",
+                                                  **_json(schemas.Readiness)},
+                                          "503": {"description": "Not ready",
+                                                  **_json(schemas.Readiness)},
+                                          **_UNPARSEABLE}}},
+        "/metrics": {"get": {"summary": "Prometheus metrics (not rate-limited: it must answer "
+                                        "while Redis is down)", "operationId": "metrics",
                              "responses": {"200": {"description": "Metrics",
                                                    "content": {"text/plain": {}}},
-                                           **_errors(401)}}},
+                                           **_errors(400, 401)}}},
         "/openapi.json": {"get": {"summary": "This document", "operationId": "openapi",
-                                  "responses": {"200": {"description": "OpenAPI 3.1"},
-                                                **_errors(401)}}},
+                                  "responses": {"200": {"description": "OpenAPI 3.1",
+                                                        "content": {"application/json": {}}},
+                                                **common}}},
     }
-    models = [QueryRequest, DocumentRequest, schemas.ErrorBody, schemas.QueryAccepted,
-              schemas.QueryView, schemas.DocumentAccepted, schemas.DocumentView,
-              schemas.DocumentList, schemas.DocumentDeleted]
+    models = [schemas.ErrorBody, schemas.QueryAccepted, schemas.QueryView,
+              schemas.DocumentAccepted, schemas.DocumentView, schemas.DocumentList,
+              schemas.DocumentDeleted, schemas.Alive, schemas.Readiness]
     return {
         "openapi": "3.1.0",
         "info": {"title": "ragmesh", "version": "0.1.0",
                  "description": "Ask questions of your documents, with cited sources. Work is "
                                 "asynchronous: submit, get a job id, poll."},
         "paths": paths,
-        "components": {"schemas": _components(models), "securitySchemes": {
+        "components": {"schemas": {**_components(models), **_request_schemas(settings)},
+                       "securitySchemes": {
             "bearerAuth": {"type": "http", "scheme": "bearer",
                            "description": "One of RAGMESH_API_KEYS"}}},
         "security": [{"bearerAuth": []}],
@@ -141,4 +213,4 @@ def build_spec() -> dict[str, Any]:
 
 @routes.get("/openapi.json")
 async def openapi(request: web.Request) -> web.Response:
-    return web.json_response(build_spec())
+    return web.json_response(build_spec(request.app[SETTINGS]))

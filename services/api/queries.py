@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import re
 import time
 from typing import Any
 
+import redis
 from aiohttp import web
 
+from services.api import idempotency
 from services.api.body import check_text, int_param, json_body
 from services.api.errors import ApiError
+from services.api.limits import refuse_if_overloaded
 from services.api.state import OWNER, QUERIES, REDIS, SETTINGS
 from shared.jobs import (
+    QUERY_ID_PATTERN,
     TERMINAL_QUERY,
     EmbedQueryJob,
     ErrorInfo,
@@ -21,32 +27,61 @@ from shared.jobs import (
     Tasks,
 )
 from shared.queue import enqueue
+from shared.settings import Settings
 
 routes = web.RouteTableDef()
 MAX_WAIT_S = 30
+# A question is at most query_max_question_chars (4000 by default) characters, 4 bytes each
+# at worst, escaped or not: a query's body never needs more.
+QUERY_BODY_BYTES = 64 * 1024
+_QUERY_ID = re.compile(QUERY_ID_PATTERN)
 
 
-def _not_found(query_id: str) -> ApiError:
-    # The same answer for a missing id and for someone else's: ids reveal nothing.
+async def not_found(request: web.Request, query_id: str) -> ApiError:
+    """The same answer for a missing id and for someone else's: ids reveal nothing. Only the
+    owner of a query whose record expired is told so."""
+    if _QUERY_ID.match(query_id) and await asyncio.to_thread(
+            request.app[QUERIES].expired_for, query_id, request[OWNER]):
+        return ApiError(404, "query_expired", f"query {query_id!r} ended and its result was "
+                        "deleted after the retention period")
     return ApiError(404, "query_not_found", f"no query {query_id!r}")
 
 
-@routes.post("/v1/queries")
-async def submit(request: web.Request) -> web.Response:
-    settings = request.app[SETTINGS]
-    body = await json_body(request, QueryRequest)
-    question = check_text("question", body.question, settings.query_max_question_chars)
+async def find(request: web.Request, query_id: str) -> dict[str, Any]:
+    """The owner's view of a query, or 404 (an id that cannot be one never reaches Redis)."""
+    view = None
+    if _QUERY_ID.match(query_id):
+        view = await asyncio.to_thread(request.app[QUERIES].get, query_id, request[OWNER])
+    if view is None:
+        raise await not_found(request, query_id)
+    return view
+
+
+def _params(body: QueryRequest, settings: Settings) -> QueryParams:
     top_k = body.top_k or settings.retrieval_top_k
     if top_k > settings.retrieval_max_top_k:
         raise ApiError(422, "invalid_request",
                        f"top_k: must be at most {settings.retrieval_max_top_k}")
-    params = QueryParams(
+    return QueryParams(
         top_k=top_k,
         collection=body.collection or settings.vectorstore_collection,
         max_tokens=body.max_tokens or settings.generator_max_tokens,
         temperature=settings.generator_temperature if body.temperature is None
         else body.temperature)
-    queries = request.app[QUERIES]
+
+
+@routes.post("/v1/queries")
+async def submit(request: web.Request) -> web.Response:
+    settings = request.app[SETTINGS]
+    body = await json_body(request, QueryRequest, QUERY_BODY_BYTES)
+    question = check_text("question", body.question, settings.query_max_question_chars)
+    params = _params(body, settings)
+    return await idempotency.once(request, body, lambda: _create(request, question, params))
+
+
+async def _create(request: web.Request, question: str, params: QueryParams) -> web.Response:
+    await refuse_if_overloaded(request)
+    settings, queries = request.app[SETTINGS], request.app[QUERIES]
     query_id = await asyncio.to_thread(queries.create, request[OWNER], question, params,
                                        settings.query_deadline)
     job = EmbedQueryJob(query_id=query_id, question=question, params=params)
@@ -55,8 +90,9 @@ async def submit(request: web.Request) -> web.Response:
                                 job_timeout=settings.stage_timeout)
     except Exception:
         # Never leave an accepted-looking record behind a job that was not queued.
-        await asyncio.to_thread(queries.finish, query_id, QueryStatus.FAILED,
-                                ErrorInfo(code="enqueue_failed", message="could not queue"))
+        with contextlib.suppress(redis.RedisError):
+            await asyncio.to_thread(queries.finish, query_id, QueryStatus.FAILED,
+                                    ErrorInfo(code="enqueue_failed", message="could not queue"))
         raise
     location = f"/v1/queries/{query_id}"
     return web.json_response({"id": query_id, "status": QueryStatus.QUEUED.value},
@@ -64,14 +100,10 @@ async def submit(request: web.Request) -> web.Response:
 
 
 async def _read(request: web.Request, query_id: str) -> dict[str, Any]:
-    queries = request.app[QUERIES]
-    view = await asyncio.to_thread(queries.get, query_id, request[OWNER])
-    if view is None:
-        raise _not_found(query_id)
+    view = await find(request, query_id)
     if view["status"] not in TERMINAL_QUERY and await asyncio.to_thread(
-            queries.expire_if_overdue, query_id):
-        view = await asyncio.to_thread(queries.get, query_id, request[OWNER])
-        assert view is not None
+            request.app[QUERIES].expire_if_overdue, query_id):
+        view = await find(request, query_id)
     return view
 
 

@@ -88,3 +88,13 @@ class DocumentList(BaseModel):
 class DocumentDeleted(BaseModel):
     id: str
     status: Literal["deleted"]
+
+
+class Alive(BaseModel):
+    status: Literal["ok"]
+
+
+class Readiness(BaseModel):
+    status: Literal["ready", "not_ready"]
+    checks: dict[str, str] = Field(description="redis, and each stage's workers.")
+    error: ErrorDetail | None = None

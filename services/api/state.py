@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import redis
 import redis.asyncio
 from aiohttp import web
@@ -9,9 +11,15 @@ from aiohttp import web
 from shared.records import DocumentRecords, QueryRecords
 from shared.settings import Settings
 
+if TYPE_CHECKING:
+    from services.api.idempotency import IdempotencyStore
+    from services.api.limits import Limits
+
 SETTINGS = web.AppKey("settings", Settings)
 REDIS = web.AppKey("redis", redis.Redis)
 AREDIS = web.AppKey("aredis", redis.asyncio.Redis)  # for blocking reads of event streams
 QUERIES = web.AppKey("queries", QueryRecords)
 DOCUMENTS = web.AppKey("documents", DocumentRecords)
+LIMITS: web.AppKey[Limits] = web.AppKey("limits")
+IDEMPOTENCY: web.AppKey[IdempotencyStore] = web.AppKey("idempotency")
 OWNER = web.RequestKey("owner", str)  # the owner id of the authenticated API key

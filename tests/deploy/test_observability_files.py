@@ -86,7 +86,8 @@ def test_dashboard_shows_what_the_operators_need():
                    "ragmesh_generator_inflight", "ragmesh_generator_capacity",
                    "ragmesh_generator_queue_timeouts_total", "vllm:num_requests_running",
                    "vllm:num_requests_waiting", "vllm:kv_cache_usage_perc",
-                   "by (job, instance)", "ragmesh_http_requests_total"):
+                   "by (job, instance)", "ragmesh_http_requests_total",
+                   "ragmesh_rejected_total"):
         assert wanted in exprs, wanted
 
 

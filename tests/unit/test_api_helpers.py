@@ -44,6 +44,7 @@ def test_check_text_refuses_with_422(value: str, problem: str) -> None:
     ("KEY-A", ["key-a"], False),
     ("key", ["key-a"], False),
     ("clé-ü", ["clé-ü"], True),
+    ("\udcff\udcfe", ["key-a"], False),  # header bytes that were not UTF-8
 ])
 def test_match(presented: str, keys: list[str], expected: bool) -> None:
     assert _match(presented, keys) is expected
