@@ -25,3 +25,13 @@ TIME_TO_FIRST_TOKEN = Histogram("ragmesh_time_to_first_token_seconds",
 QUERIES = Counter("ragmesh_queries_total", "Finished queries by outcome.", ["outcome"])
 DOCUMENTS = Counter("ragmesh_documents_total", "Finished ingestions by outcome.", ["outcome"])
 CHUNKS_INDEXED = Counter("ragmesh_chunks_indexed_total", "Chunks written to the vector store.")
+ANSWER_TRUST = Histogram("ragmesh_answer_trust_ratio", "Trust score of finished answers "
+                         "(0-1: retrieval strength and support by the cited text).",
+                         buckets=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0))
+LOW_TRUST_ANSWERS = Counter("ragmesh_low_trust_answers_total",
+                            "Answers below the trust threshold, abstentions included.")
+ABSTAINED_ANSWERS = Counter("ragmesh_abstained_answers_total",
+                            "Answers that said the documents do not answer the question.")
+FEEDBACK = Counter("ragmesh_feedback_total", "Feedback on answers by rating.", ["rating"])
+REVIEW_KEPT = Counter("ragmesh_review_kept_total", "Answers kept for review, by reason.",
+                      ["reason"])

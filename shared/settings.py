@@ -30,7 +30,7 @@ from pydantic_settings import (
 
 # Sections of the YAML file; each maps onto the options that start with its name.
 YAML_SECTIONS = ("api", "redis", "embedding", "vectorstore", "retrieval", "generator", "ingest",
-                 "query", "engine", "log")
+                 "query", "engine", "log", "trust", "review")
 
 
 class YamlSectionsSource(PydanticBaseSettingsSource):
@@ -142,6 +142,19 @@ class Settings(BaseSettings):
                                   "query ends timed_out, whatever its stage.")
     query_result_ttl: int = Field(7 * 24 * 3600, gt=0, description="Seconds a query record lives.")
     stage_timeout: int = Field(300, gt=0, description="RQ job timeout of one stage, seconds.")
+
+    # --- answer trust and the review loop
+    trust_threshold: float = Field(0.4, ge=0, le=1, description="Answers whose trust score "
+                                   "(0-1, see services/generator/trust.py) is below this are "
+                                   "flagged `low_trust` and kept for review.")
+    trust_full_score: float = Field(0.6, gt=0, le=1, description="Cosine similarity at which "
+                                    "the best passage an answer rests on counts as full "
+                                    "retrieval strength (the retrieval score threshold counts "
+                                    "as none).")
+    review_ttl: int = Field(30 * 24 * 3600, gt=0, description="Seconds a low-trust or "
+                            "rated-down answer is kept for `ragmesh eval export-review`.")
+    review_max_items: int = Field(10_000, ge=1, description="Most answers kept for review per "
+                                  "API key; the oldest go first.")
 
     # --- workers
     worker_name: str = Field("", description="Worker name (default: host + pid).")
