@@ -8,13 +8,14 @@ from concurrent.futures import ThreadPoolExecutor
 
 from aiohttp import web
 
-from services.api import documents, health, openapi, queries
+from services.api import documents, feedback, health, openapi, queries, review
 from services.api.auth import auth_middleware
 from services.api.errors import error_middleware
 from services.api.observe import observe_middleware
-from services.api.state import DOCUMENTS, QUERIES, REDIS, SETTINGS
+from services.api.state import DOCUMENTS, QUERIES, REDIS, REVIEW, SETTINGS
 from shared.queue import connect
 from shared.records import DocumentRecords, QueryRecords
+from shared.review import ReviewQueue
 from shared.settings import Settings
 
 
@@ -24,6 +25,7 @@ async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
     app[REDIS] = client
     app[QUERIES] = QueryRecords(client, settings.query_result_ttl)
     app[DOCUMENTS] = DocumentRecords(client, settings.query_result_ttl)
+    app[REVIEW] = ReviewQueue(client, settings.review_ttl, settings.review_max_items)
     yield
     client.close()
 
@@ -45,6 +47,7 @@ def create_app(settings: Settings) -> web.Application:
     )
     app[SETTINGS] = settings
     app.cleanup_ctx.extend([_executor_ctx, _redis_ctx])
-    for table in (health.routes, openapi.routes, queries.routes, documents.routes):
+    for table in (health.routes, openapi.routes, queries.routes, feedback.routes,
+                  documents.routes, review.routes):
         app.add_routes(table)
     return app
