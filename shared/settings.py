@@ -106,14 +106,17 @@ class Settings(BaseSettings):
                                         description="Default collection.")
 
     # --- retrieval
-    retrieval_top_k: int = Field(4, ge=1, le=50, description="Chunks retrieved per question.")
+    retrieval_top_k: int = Field(3, ge=1, le=50, description="Chunks retrieved per question.")
     retrieval_max_top_k: int = Field(20, ge=1, le=100,
                                      description="Largest top_k a client may ask.")
-    retrieval_score_threshold: float = Field(0.25, ge=-1, le=1, description="Cosine similarity "
-                                             "below which a chunk counts as not relevant.")
+    retrieval_score_threshold: float = Field(0.40, ge=-1, le=1, description="Cosine similarity "
+                                             "below which a chunk counts as not relevant (no "
+                                             "relevant chunk: the answer says so).")
 
     # --- ingestion
-    ingest_chunk_size: int = Field(800, ge=100, le=8000, description="Characters per chunk.")
+    ingest_chunk_size: int = Field(300, ge=100, le=8000, description="Characters per chunk. "
+                                   "Small chunks suit MiniLM and a small model; raise it (and "
+                                   "top_k) for a large model (docs/evaluation.md).")
     ingest_chunk_overlap: int = Field(120, ge=0, le=2000, description="Characters shared by "
                                       "neighbouring chunks.")
     ingest_max_document_chars: int = Field(2_000_000, gt=0, description="Largest extracted text.")
@@ -124,7 +127,8 @@ class Settings(BaseSettings):
     generator_api_key: SecretStr | None = Field(None, description="Bearer key for the engine.")
     generator_model: str = Field("smollm2-135m-instruct", description="Model name sent to the "
                                  "engine (vLLM's --served-model-name).")
-    generator_max_tokens: int = Field(256, ge=1, le=4096, description="Default answer length.")
+    generator_max_tokens: int = Field(128, ge=1, le=4096, description="Default answer length "
+                                      "in tokens (the prompt asks for one to three sentences).")
     generator_temperature: float = Field(0.0, ge=0, le=2, description="Default temperature.")
     generator_timeout: float = Field(120.0, gt=0, description="Seconds one generation may take.")
     generator_max_context_chars: int = Field(6000, ge=500, description="Context put in a prompt.")
@@ -170,7 +174,7 @@ class Settings(BaseSettings):
     @field_validator("ingest_chunk_overlap")
     @classmethod
     def _overlap_below_size(cls, value: int, info: Any) -> int:
-        size = info.data.get("ingest_chunk_size", 800)
+        size = info.data.get("ingest_chunk_size", 300)
         if value >= size:
             raise ValueError("ingest_chunk_overlap must be smaller than ingest_chunk_size")
         return value

@@ -64,7 +64,7 @@ class Scale:
     """Where retrieval strength starts (`floor`) and saturates (`full`), and the score below
     which an answer is flagged (`threshold`)."""
 
-    floor: float = 0.25
+    floor: float = 0.40
     full: float = 0.6
     threshold: float = 0.4
 
