@@ -57,6 +57,8 @@ def _misses(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     sections = {
         "Retrieval misses (no expected source in first place)": [
             r for r in rows if r["expected_sources"] and r.get("rank") != 1],
+        "Passages without every expected fact": [
+            r for r in rows if r["expected_sources"] and not r.get("context_facts", True)],
         "Answers without every expected fact": [
             r for r in rows if r["expected_sources"] and not r["correct"]],
         "Unanswerable questions that got an answer": [
@@ -95,7 +97,8 @@ def markdown(report: Mapping[str, Any], plot_name: str) -> str:
     lines += _metrics_table(report) + ["", f"![metrics, trust and latency]({plot_name})", ""]
     lines += ["Retrieval metrics count answerable questions; a source is relevant when its "
               "file name is among `expected_sources`. Recall@k is over the passages returned "
-              "(top_k, above the score threshold).", ""]
+              "(top_k, above the score threshold); passages holding every expected fact counts "
+              "the questions whose passages contain all of `answer_contains`.", ""]
     return "\n".join(lines + _misses(report["questions"]))
 
 
@@ -119,7 +122,7 @@ def _plot_metrics(ax: Any, report: Mapping[str, Any]) -> None:
     values = [report["metrics"].get(n) or 0.0 for n in names]
     ys = list(range(len(names)))[::-1]
     bars = ax.barh(ys, values, label="this run",
-                   color=["#3b75af"] * len(RETRIEVAL) + ["#ef8636"] * (len(names) - 3))
+                   color=["#3b75af"] * len(RETRIEVAL) + ["#ef8636"] * (len(names) - len(RETRIEVAL)))
     ax.bar_label(bars, fmt="%.2f", fontsize=7, padding=2)
     compared = {m["metric"]: m for m in (report.get("comparison") or {}).get("metrics", [])}
     base = [(y, compared[n]["baseline"]) for y, n in zip(ys, names, strict=True)

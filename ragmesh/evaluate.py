@@ -11,6 +11,10 @@ facts (case-insensitive substrings) a correct answer holds. `collection` is opti
 may carry an `id` and a `review` object (what `export-review` adds for the labeler); both are
 ignored here.
 
+Retrieval is judged twice: on sources (hit@1, recall@k, MRR: is the expected file among the
+passages, how high) and on facts (`context_facts`: do the passages handed to the generator
+hold every expected fact; a passage can come from the right file and miss the figure).
+
 Everything below but `run_cases` is pure: judge one answer, summarise, compare with a
 baseline, write the JSON and Markdown reports and the plot.
 """
@@ -30,17 +34,18 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from services.generator.trust import evidence, is_abstention
 
 REPORT_FORMAT = 1
-RETRIEVAL = ("hit_at_1", "recall_at_k", "mrr")
+RETRIEVAL = ("hit_at_1", "recall_at_k", "mrr", "context_facts")
 ANSWERS = ("answer_contains", "fact_recall", "unanswerable_abstained", "answerable_abstained")
 # The metrics a baseline can gate on, and whether higher is better. Latency is left out:
 # it measures the machine as much as the system.
 GATEABLE: dict[str, bool] = {"hit_at_1": True, "recall_at_k": True, "mrr": True,
-                             "answer_contains": True, "fact_recall": True,
+                             "context_facts": True, "answer_contains": True, "fact_recall": True,
                              "unanswerable_abstained": True, "answerable_abstained": False,
                              "trust_mean": True}
 GROUPS = {"retrieval": RETRIEVAL, "answers": ANSWERS, "all": (*RETRIEVAL, *ANSWERS)}
 LABELS = {"hit_at_1": "retrieval hit@1", "recall_at_k": "retrieval recall@k",
-          "mrr": "retrieval MRR", "answer_contains": "answers with every expected fact",
+          "mrr": "retrieval MRR", "context_facts": "passages holding every expected fact",
+          "answer_contains": "answers with every expected fact",
           "fact_recall": "expected facts found", "unanswerable_abstained":
           "unanswerable answered as unanswerable", "answerable_abstained":
           "answerable refused (lower is better)", "trust_mean": "mean trust score",
@@ -108,6 +113,7 @@ def judge(case: Case, view: Mapping[str, Any]) -> dict[str, Any]:
     succeeded = view.get("status") == "succeeded"
     abstained = succeeded and is_abstention(answer)
     found = [f for f in case.answer_contains if _norm(f) in _norm(answer)] if succeeded else []
+    context = _norm(" ".join(str(c.get("text", "")) for c in citations))
     row: dict[str, Any] = {
         "question": case.question, "collection": case.collection,
         "expected_sources": case.expected_sources, "answer_contains": case.answer_contains,
@@ -120,6 +126,7 @@ def judge(case: Case, view: Mapping[str, Any]) -> dict[str, Any]:
         row |= {"rank": relevant[0] if relevant else None,
                 "recall": len(expected & {_name(s) for s in sources}) / len(expected),
                 "facts_found": found,
+                "context_facts": all(_norm(f) in context for f in case.answer_contains),
                 "correct": succeeded and not abstained and len(found) == len(
                     case.answer_contains)}
     else:
@@ -159,6 +166,8 @@ def summarize(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "hit_at_1": _mean(float(r["rank"] == 1) for r in answerable),
         "recall_at_k": _mean(r["recall"] for r in answerable),
         "mrr": _mean(1 / r["rank"] if r["rank"] else 0.0 for r in answerable),
+        "context_facts": _mean(float(r["context_facts"]) for r in answerable
+                               if r["answer_contains"]),
         "answer_contains": _mean(float(r["correct"]) for r in answerable),
         "fact_recall": _mean(facts),
         "unanswerable_abstained": _mean(float(r["abstained"]) for r in unanswerable),

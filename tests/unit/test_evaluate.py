@@ -88,6 +88,16 @@ def test_rank_and_recall_match_file_names_case_insensitively() -> None:
     assert row["correct"] and row["facts_found"] == ["245", "per night"]
 
 
+def test_context_facts_tell_whether_the_passages_hold_every_expected_fact() -> None:
+    hit = view("expenses.html")
+    hit["citations"][0]["text"] = "Tier 1 London: 245 pounds per\nnight."
+    assert judge(HOTEL, hit)["context_facts"]
+    heading_only = view("expenses.html")
+    heading_only["citations"][0]["text"] = "3. Hotels"
+    row = judge(HOTEL, heading_only)
+    assert row["rank"] == 1 and not row["context_facts"]
+
+
 def test_recall_counts_each_expected_source() -> None:
     case = Case(question="VPN abroad?", expected_sources=["remote-work.md", "it-help.txt"])
     assert judge(case, view("it-help.txt", "benefits.md"))["recall"] == 0.5
@@ -142,6 +152,7 @@ def test_summarize_reports_retrieval_answers_trust_and_latency() -> None:
     assert m["hit_at_1"] == pytest.approx(1 / 3, abs=1e-4)
     assert m["recall_at_k"] == pytest.approx(2 / 3, abs=1e-4)
     assert m["mrr"] == pytest.approx((1 + 1 / 2 + 0) / 3, abs=1e-4)
+    assert m["context_facts"] == 0.0  # the passages' text ("t") holds no fact
     assert m["answer_contains"] == pytest.approx(1 / 3, abs=1e-4)
     assert m["fact_recall"] == pytest.approx((1 + 0.5 + 0) / 3, abs=1e-4)
     assert m["unanswerable_abstained"] == 0.5 and m["answerable_abstained"] == 0.0
@@ -153,9 +164,9 @@ def test_summarize_reports_retrieval_answers_trust_and_latency() -> None:
 
 
 def test_metric_names_expand_groups_and_refuse_unknown_names() -> None:
-    assert metric_names("retrieval") == ["hit_at_1", "recall_at_k", "mrr"]
+    assert metric_names("retrieval") == ["hit_at_1", "recall_at_k", "mrr", "context_facts"]
     assert metric_names("mrr, retrieval,trust_mean") == ["mrr", "hit_at_1", "recall_at_k",
-                                                         "trust_mean"]
+                                                         "context_facts", "trust_mean"]
     with pytest.raises(ValueError, match="latency_ms_p95"):
         metric_names("latency_ms_p95")
 
