@@ -106,7 +106,7 @@ class Settings(BaseSettings):
                                         description="Default collection.")
 
     # --- retrieval
-    retrieval_top_k: int = Field(3, ge=1, le=50, description="Chunks retrieved per question.")
+    retrieval_top_k: int = Field(6, ge=1, le=50, description="Chunks retrieved per question.")
     retrieval_max_top_k: int = Field(20, ge=1, le=100,
                                      description="Largest top_k a client may ask.")
     retrieval_score_threshold: float = Field(0.40, ge=-1, le=1, description="Cosine similarity "

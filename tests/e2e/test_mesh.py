@@ -56,7 +56,9 @@ def test_up_ingest_ask_and_stop_cleanly(tmp_path: Path, tiny_model: Path) -> Non
     api_port = free_port()
     env = {**os.environ, "RAGMESH_STATE_DIR": str(state), "RAGMESH_API_PORT": str(api_port),
            "RAGMESH_ENGINE_PORT": "0", "RAGMESH_ENGINE_MODEL_PATH": str(tiny_model),
-           "RAGMESH_GENERATOR_MAX_TOKENS": "16", "RAGMESH_LOG_JSON": "true"}
+           "RAGMESH_GENERATOR_MAX_TOKENS": "16", "RAGMESH_LOG_JSON": "true",
+           # The code of this checkout, whichever copy of ragmesh is installed.
+           "PYTHONPATH": str(ROOT)}
     for name in ("RAGMESH_API_KEYS", "RAGMESH_REDIS_URL", "RAGMESH_VECTORSTORE_URI",
                  "RAGMESH_GENERATOR_ENGINE_URL", "RAGMESH_CONFIG"):
         env.pop(name, None)
@@ -88,7 +90,9 @@ def test_up_ingest_ask_and_stop_cleanly(tmp_path: Path, tiny_model: Path) -> Non
         view = json.loads(ask.stdout)
         assert view["status"] == "succeeded"
         assert view["citations"][0]["source"] == "expenses.html"
-        assert "245" in view["citations"][0]["text"]
+        # The cap reaches the generator (with 300-character chunks the passage ending on the
+        # "3. Hotels" heading outranks the table under it: docs/evaluation.md).
+        assert any("245" in c["text"] for c in view["citations"])
 
         # The per-query log line reaches the generator's log.
         gen_log = (state / "logs" / "generator.log").read_text()

@@ -35,7 +35,7 @@ def test_defaults() -> None:
     assert s.embedding_model == "all-MiniLM-L6-v2"
     assert s.vectorstore_collection == "handbook"
     assert (s.ingest_chunk_size, s.ingest_chunk_overlap) == (300, 120)
-    assert (s.retrieval_top_k, s.retrieval_score_threshold) == (3, 0.40)
+    assert (s.retrieval_top_k, s.retrieval_score_threshold) == (6, 0.40)
     assert s.api_keys == []
 
 
