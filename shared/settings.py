@@ -148,7 +148,7 @@ class Settings(BaseSettings):
     stage_timeout: int = Field(300, gt=0, description="RQ job timeout of one stage, seconds.")
 
     # --- answer trust and the review loop
-    trust_threshold: float = Field(0.4, ge=0, le=1, description="Answers whose trust score "
+    trust_threshold: float = Field(0.25, ge=0, le=1, description="Answers whose trust score "
                                    "(0-1, see services/generator/trust.py) is below this are "
                                    "flagged `low_trust` and kept for review.")
     trust_full_score: float = Field(0.6, gt=0, le=1, description="Cosine similarity at which "

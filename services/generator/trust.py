@@ -66,7 +66,7 @@ class Scale:
 
     floor: float = 0.40
     full: float = 0.6
-    threshold: float = 0.4
+    threshold: float = 0.25
 
 
 @dataclass(frozen=True)
