@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 TORCH_SPEC ?= torch==2.13.0
 ENGINE     ?= cpu
 
-.PHONY: install models demo up test lint clean
+.PHONY: install models demo up test eval eval-ci lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,14 @@ up: models
 
 test: install
 	$(BIN)/python -m pytest
+
+# Evaluate the running mesh (`make up`, then `ragmesh ingest examples/handbook`) on the sample set.
+eval: install
+	$(BIN)/ragmesh eval examples/handbook-eval.jsonl
+
+# The CI gate: a fresh mesh, the sample set, fail when retrieval drops below the baseline.
+eval-ci: install
+	BIN=$(BIN) .ci/eval
 
 lint: install
 	$(BIN)/ruff check shared services ragmesh tests

@@ -1,16 +1,19 @@
-"""The `ragmesh` command: up, ingest, ask, demo, models."""
+"""The `ragmesh` command: up, ingest, ask, feedback, eval, demo, models."""
 
 from __future__ import annotations
 
 import argparse
 import signal
 import sys
+import time
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
 
 from ragmesh.client import ApiError, Client
 
@@ -112,13 +115,15 @@ def _files(paths: Sequence[Path]) -> list[Path]:
     return found
 
 
+_COLUMNS = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TimeElapsedColumn())
+
+
 def _ingest(client: Client, paths: Sequence[Path], collection: str | None) -> int:
     files = _files(paths)
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TimeElapsedColumn())
     ids: dict[str, Path] = {}
     indexed = 0
-    with Progress(*columns, console=console) as progress:
+    with Progress(*_COLUMNS, console=console) as progress:
         task = progress.add_task("uploading", total=len(files))
         for path in files:
             try:
@@ -156,10 +161,15 @@ def _print_answer(view: dict[str, Any]) -> None:
         mark = "*" if c.get("cited") else " "
         console.print(f" {mark}[{c['index']}] {c['source']}  (score {c['score']:.2f}, "
                       f"chunk {c['chunk_id']})")
+    if view.get("trust_score") is not None:
+        low = view.get("low_trust")
+        console.print(f"trust {view['trust_score']:.2f}" + (
+            " [yellow](low: check the answer against its sources)[/yellow]" if low else ""))
     timings = ", ".join(f"{k} {v:.0f} ms" for k, v in view.get("timings_ms", {}).items())
     usage = view.get("usage", {})
     console.print(f"[dim]{timings}; tokens: {usage.get('prompt_tokens', 0)} prompt, "
-                  f"{usage.get('completion_tokens', 0)} completion[/dim]")
+                  f"{usage.get('completion_tokens', 0)} completion; query {view.get('id')} "
+                  f"(rate it: ragmesh feedback {view.get('id')} up|down)[/dim]")
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
@@ -175,6 +185,96 @@ def cmd_ask(args: argparse.Namespace) -> int:
     else:
         _print_answer(view)
     return 0 if view["status"] == "succeeded" else 1
+
+
+def cmd_feedback(args: argparse.Namespace) -> int:
+    url, key = _connection(_settings())
+    with Client(url, key) as client:
+        client.feedback(args.query_id, args.rating, args.comment)
+    console.print(f"thanks: {args.query_id} rated {args.rating}")
+    return 0
+
+
+# --- eval --------------------------------------------------------------------------------------
+EXPORT_REVIEW = "export-review"
+
+
+def _print_report(report: dict[str, Any], paths: dict[str, Path]) -> None:
+    from ragmesh.eval_report import SHOWN, fmt, label  # noqa: PLC0415
+    from ragmesh.evaluate import regressions  # noqa: PLC0415
+
+    compared = {m["metric"]: m for m in (report["comparison"] or {}).get("metrics", [])}
+    table = Table("metric", "value", "baseline", "change", title=report["dataset"]["path"])
+    for name in SHOWN:
+        c = compared.get(name)
+        change = "" if c is None or c["delta"] is None else f"{c['delta']:+.3f}"
+        style = "red" if c and c["regressed"] else None
+        table.add_row(label(name), fmt(report["metrics"].get(name)),
+                      fmt(c["baseline"]) if c else "", change, style=style)
+    console.print(table)
+    console.print("reports: " + ", ".join(str(p) for p in paths.values()))
+    for m in regressions(report):
+        console.print(f"[red]{label(m['metric'])} dropped: {fmt(m['baseline'])} -> "
+                      f"{fmt(m['current'])} (tolerance {report['comparison']['tolerance']})"
+                      "[/red]")
+
+
+def _export_review(args: argparse.Namespace) -> int:
+    from ragmesh.evaluate import draft_cases, write_jsonl  # noqa: PLC0415
+
+    url, key = _connection(_settings())
+    with Client(url, key) as client:
+        body = client.review(limit=args.limit)
+    lines = draft_cases(body["items"])
+    out = Path(args.out or "review-draft.jsonl")
+    write_jsonl(lines, out)
+    console.print(f"wrote {len(lines)} question(s) to label to {out} (from {body['total']} "
+                  "answer(s) kept for review): fill in expected_sources and answer_contains, "
+                  "then add the lines to your set")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    if args.dataset == EXPORT_REVIEW:
+        return _export_review(args)
+    import json  # noqa: PLC0415
+
+    from ragmesh import eval_report, evaluate  # noqa: PLC0415
+
+    dataset = Path(args.dataset)
+    try:
+        cases = evaluate.load_dataset(dataset)
+        compared = evaluate.metric_names(args.compare)
+        baseline = json.loads(Path(args.baseline).read_text()) if args.baseline else None
+    except (OSError, ValueError) as exc:
+        console.print(f"[red]{exc}[/red]")
+        return 2
+    url, key = _connection(_settings())
+    started, clock = datetime.now(UTC), time.monotonic()
+    with Client(url, key) as client:
+        ready, why = client.ready()
+        if not ready:
+            console.print(f"[red]the mesh at {url} is not ready: {why}[/red]")
+            return 2
+
+        def ask(case: Any) -> dict[str, Any]:
+            params = {"top_k": args.top_k, "collection": case.collection}
+            return client.ask(case.question, timeout=args.timeout,
+                              **{k: v for k, v in params.items() if v is not None})
+
+        with Progress(*_COLUMNS, console=console) as progress:
+            task = progress.add_task("asking", total=len(cases))
+            rows = evaluate.run_cases(ask, cases, args.concurrency,
+                                      on_done=lambda *_: progress.advance(task))
+    run = {"api_url": url, "top_k": args.top_k, "concurrency": args.concurrency,
+           "started_at": started.isoformat(timespec="seconds"),
+           "duration_s": round(time.monotonic() - clock, 1), "label": args.label}
+    report = evaluate.build_report(rows, dataset=dataset, run=run, baseline=baseline,
+                                   baseline_path=args.baseline, compared=compared,
+                                   tolerance=args.tolerance)
+    out = Path(args.out or f"reports/{dataset.stem}-{started:%Y%m%dT%H%M%SZ}")
+    _print_report(report, eval_report.write(report, out))
+    return 1 if evaluate.regressions(report) else 0
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -209,9 +309,42 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--collection")
     ask.add_argument("--json", action="store_true", help="print the raw result")
     ask.set_defaults(func=cmd_ask)
+    feedback = sub.add_parser("feedback", help="rate an answer up or down")
+    feedback.add_argument("query_id")
+    feedback.add_argument("rating", choices=["up", "down"])
+    feedback.add_argument("--comment")
+    feedback.set_defaults(func=cmd_feedback)
+    _eval_parser(sub)
     models = sub.add_parser("models", help="prepare the local engine's model (SmolLM2)")
     models.set_defaults(func=cmd_models)
     return parser
+
+
+def _eval_parser(sub: Any) -> None:
+    ev = sub.add_parser(
+        "eval", help="measure answer quality on a labeled set, or export answers to review",
+        description="`ragmesh eval DATASET`: ask every question of a JSON Lines set through the "
+        "running API and report retrieval hit@1, recall@k, MRR, answer and abstention shares, "
+        "trust and latency (report.json, report.md, report.png). `ragmesh eval export-review`: "
+        "write the answers kept for review (low trust, rated down) as a dataset draft.")
+    ev.add_argument("dataset", metavar="DATASET|export-review",
+                    help="the labeled set (.jsonl), or export-review")
+    ev.add_argument("--baseline", metavar="FILE", help="an earlier report.json: exit 1 when a "
+                    "compared metric dropped by more than --tolerance")
+    ev.add_argument("--tolerance", type=float, default=0.02,
+                    help="allowed drop, in absolute points of a share (default 0.02)")
+    ev.add_argument("--compare", default="all", help="what the baseline gates: retrieval, "
+                    "answers, all (default) or metric names, comma-separated")
+    ev.add_argument("--out", help="report folder (default reports/<set>-<time>); with "
+                    "export-review, the draft file (default review-draft.jsonl)")
+    ev.add_argument("--top-k", type=int, help="passages per question (default: the server's)")
+    ev.add_argument("--concurrency", type=int, default=1, help="questions in flight; latency "
+                    "figures include queueing when above the mesh's workers (default 1)")
+    ev.add_argument("--timeout", type=float, default=600.0, help="seconds per question")
+    ev.add_argument("--label", help="a note kept in the report, e.g. the settings under test")
+    ev.add_argument("--limit", type=int, default=1000,
+                    help="export-review: at most this many answers, newest first")
+    ev.set_defaults(func=cmd_eval)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -79,6 +79,22 @@ class Client:
     def ask(self, question: str, timeout: float = 600.0, **params: Any) -> dict[str, Any]:
         return self.wait_query(self.submit(question, **params), timeout)
 
+    def feedback(self, query_id: str, rating: str, comment: str | None = None) -> dict[str, Any]:
+        body = {"rating": rating, **({"comment": comment} if comment else {})}
+        return self._call("POST", f"/v1/queries/{query_id}/feedback", json=body)
+
+    def review(self, limit: int = 1000) -> dict[str, Any]:
+        return self._call("GET", "/v1/review", params={"limit": limit})
+
+    def ready(self) -> tuple[bool, str]:
+        """Whether the mesh can answer, and why not."""
+        try:
+            response = self.http.get("/readyz")
+        except httpx.HTTPError as exc:
+            return False, f"{type(exc).__name__}: {exc}"
+        body = response.json() if response.content else {}
+        return response.status_code == 200, (body.get("error") or {}).get("message", "")
+
     # --- documents
     def upload(self, path: Path, collection: str | None = None,
                document_id: str | None = None) -> dict[str, Any]:

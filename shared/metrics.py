@@ -48,3 +48,13 @@ def serve(port: int) -> WSGIServer:
     the server, whose `shutdown()` stops it."""
     server, _thread = start_http_server(port)
     return server
+ANSWER_TRUST = Histogram("ragmesh_answer_trust_ratio", "Trust score of finished answers "
+                         "(0-1: retrieval strength and support by the cited text).",
+                         buckets=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0))
+LOW_TRUST_ANSWERS = Counter("ragmesh_low_trust_answers_total",
+                            "Answers below the trust threshold, abstentions included.")
+ABSTAINED_ANSWERS = Counter("ragmesh_abstained_answers_total",
+                            "Answers that said the documents do not answer the question.")
+FEEDBACK = Counter("ragmesh_feedback_total", "Feedback on answers by rating.", ["rating"])
+REVIEW_KEPT = Counter("ragmesh_review_kept_total", "Answers kept for review, by reason.",
+                      ["reason"])

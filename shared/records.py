@@ -279,6 +279,7 @@ def query_view(raw: Mapping[str, str]) -> dict[str, Any]:
             timings[stage] = round(float(raw[f"t_{stage}"]), 2)
     end = float(raw.get("finished_at") or time.time())
     timings["total"] = round((end - float(raw["created_at"])) * 1000, 2)
+    trust = json.loads(raw.get("trust") or "null")
     return {
         "id": raw["id"],
         "status": raw["status"],
@@ -290,6 +291,10 @@ def query_view(raw: Mapping[str, str]) -> dict[str, Any]:
         "error": json.loads(raw["error"]) if raw.get("error") else None,
         "created_at": float(raw["created_at"]),
         "finished_at": float(raw["finished_at"]) if raw.get("finished_at") else None,
+        "trust_score": trust["score"] if trust else None,
+        "low_trust": trust["low_trust"] if trust else None,
+        "trust": trust,
+        "feedback": json.loads(raw["feedback"]) if raw.get("feedback") else None,
     }
 
 

@@ -29,7 +29,7 @@ from pydantic_settings import (
 
 # Sections of the YAML file; each maps onto the options that start with its name.
 YAML_SECTIONS = ("api", "redis", "embedding", "vectorstore", "retrieval", "generator", "ingest",
-                 "query", "engine", "log")
+                 "query", "engine", "log", "trust", "review")
 
 
 class YamlSectionsSource(PydanticBaseSettingsSource):
@@ -125,14 +125,17 @@ class Settings(BaseSettings):
                                         description="Default collection.")
 
     # --- retrieval
-    retrieval_top_k: int = Field(4, ge=1, le=50, description="Chunks retrieved per question.")
+    retrieval_top_k: int = Field(6, ge=1, le=50, description="Chunks retrieved per question.")
     retrieval_max_top_k: int = Field(20, ge=1, le=100,
                                      description="Largest top_k a client may ask.")
-    retrieval_score_threshold: float = Field(0.25, ge=-1, le=1, description="Cosine similarity "
-                                             "below which a chunk counts as not relevant.")
+    retrieval_score_threshold: float = Field(0.40, ge=-1, le=1, description="Cosine similarity "
+                                             "below which a chunk counts as not relevant (no "
+                                             "relevant chunk: the answer says so).")
 
     # --- ingestion
-    ingest_chunk_size: int = Field(800, ge=100, le=8000, description="Characters per chunk.")
+    ingest_chunk_size: int = Field(300, ge=100, le=8000, description="Characters per chunk. "
+                                   "Small chunks suit MiniLM and a small model; raise it (and "
+                                   "top_k) for a large model (docs/evaluation.md).")
     ingest_chunk_overlap: int = Field(120, ge=0, le=2000, description="Characters shared by "
                                       "neighbouring chunks.")
     ingest_max_document_chars: int = Field(2_000_000, gt=0, description="Largest extracted text.")
@@ -165,7 +168,8 @@ class Settings(BaseSettings):
     generator_extra_body: dict[str, Any] = Field(default_factory=dict, description="Extra JSON "
                                                  "fields for each engine request, e.g. vLLM's "
                                                  '{"repetition_penalty": 1.1}.')
-    generator_max_tokens: int = Field(256, ge=1, le=4096, description="Default answer length.")
+    generator_max_tokens: int = Field(128, ge=1, le=4096, description="Default answer length "
+                                      "in tokens (the prompt asks for one to three sentences).")
     generator_temperature: float = Field(0.0, ge=0, le=2, description="Default temperature.")
     generator_timeout: float = Field(120.0, gt=0, description="Seconds one generation may take.")
     generator_max_context_chars: int = Field(6000, ge=500, description="Context put in a prompt.")
@@ -192,6 +196,19 @@ class Settings(BaseSettings):
                                      "query_expired (anyone else: query_not_found).")
     stage_timeout: int = Field(300, gt=0, description="RQ job timeout of one stage, seconds.")
 
+    # --- answer trust and the review loop
+    trust_threshold: float = Field(0.25, ge=0, le=1, description="Answers whose trust score "
+                                   "(0-1, see services/generator/trust.py) is below this are "
+                                   "flagged `low_trust` and kept for review.")
+    trust_full_score: float = Field(0.6, gt=0, le=1, description="Cosine similarity at which "
+                                    "the best passage an answer rests on counts as full "
+                                    "retrieval strength (the retrieval score threshold counts "
+                                    "as none).")
+    review_ttl: int = Field(30 * 24 * 3600, gt=0, description="Seconds a low-trust or "
+                            "rated-down answer is kept for `ragmesh eval export-review`.")
+    review_max_items: int = Field(10_000, ge=1, description="Most answers kept for review per "
+                                  "API key; the oldest go first.")
+
     # --- workers
     worker_name: str = Field("", description="Worker name (default: host + pid).")
     worker_heartbeat: int = Field(5, ge=1, description="Seconds between health heartbeats.")
@@ -212,7 +229,7 @@ class Settings(BaseSettings):
     @field_validator("ingest_chunk_overlap")
     @classmethod
     def _overlap_below_size(cls, value: int, info: Any) -> int:
-        size = info.data.get("ingest_chunk_size", 800)
+        size = info.data.get("ingest_chunk_size", 300)
         if value >= size:
             raise ValueError("ingest_chunk_overlap must be smaller than ingest_chunk_size")
         return value

@@ -11,7 +11,7 @@ from aiohttp import web
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import ExponentialBackoff
 
-from services.api import documents, events, health, openapi, queries
+from services.api import documents, events, feedback, health, openapi, queries, review
 from services.api.auth import auth_middleware
 from services.api.errors import error_middleware
 from services.api.idempotency import IdempotencyStore
@@ -25,10 +25,12 @@ from services.api.state import (
     LIMITS,
     QUERIES,
     REDIS,
+    REVIEW,
     SETTINGS,
 )
 from shared.queue import connect
 from shared.records import DocumentRecords, QueryRecords
+from shared.review import ReviewQueue
 from shared.settings import Settings
 
 
@@ -48,6 +50,7 @@ async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
         settings.redis_url.get_secret_value(), socket_connect_timeout=timeout,
         socket_timeout=events.BLOCK_MS / 1000 + timeout, health_check_interval=15,
         retry=AsyncRetry(ExponentialBackoff(cap=0.2, base=0.05), 1))
+    app[REVIEW] = ReviewQueue(client, settings.review_ttl, settings.review_max_items)
     yield
     await app[AREDIS].aclose()
     client.close()
@@ -71,7 +74,7 @@ def create_app(settings: Settings) -> web.Application:
     )
     app[SETTINGS] = settings
     app.cleanup_ctx.extend([_executor_ctx, _redis_ctx, health.metrics_port_ctx])
-    for table in (health.routes, openapi.routes, queries.routes, events.routes,
-                  documents.routes):
+    for table in (health.routes, openapi.routes, queries.routes, events.routes, feedback.routes,
+                  documents.routes, review.routes):
         app.add_routes(table)
     return app

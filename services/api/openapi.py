@@ -148,6 +148,19 @@ def build_spec(settings: Settings) -> dict[str, Any]:
                                   "content": {"text/event-stream": {"schema": {
                                       "type": "string"}}}},
                           **_errors(404, 422), **common}}},
+        "/v1/queries/{id}/feedback": {"post": {
+            "summary": "Rate a finished answer up or down, with an optional comment",
+            "operationId": "giveFeedback", "parameters": [query_id],
+            "requestBody": {"required": True, **_json(schemas.FeedbackRequest)},
+            "responses": {"200": {"description": "Stored with the query",
+                                  **_json(schemas.FeedbackGiven)},
+                          **_errors(400, 404, 409, 415, 422), **common}}},
+        "/v1/review": {"get": {
+            "summary": "Answers kept for review (low trust or rated down), newest first",
+            "operationId": "listReview",
+            "parameters": [_int_query("limit", 1, 10_000, "At most this many")],
+            "responses": {"200": {"description": "Kept answers", **_json(schemas.ReviewList)},
+                          **_errors(422), **common}}},
         "/v1/documents": {
             "post": {"summary": "Ingest a document (JSON text or a file upload)",
                      "operationId": "ingestDocument", "parameters": [_IDEMPOTENCY_KEY],
@@ -196,7 +209,8 @@ def build_spec(settings: Settings) -> dict[str, Any]:
     }
     models = [schemas.ErrorBody, schemas.QueryAccepted, schemas.QueryView,
               schemas.DocumentAccepted, schemas.DocumentView, schemas.DocumentList,
-              schemas.DocumentDeleted, schemas.Alive, schemas.Readiness]
+              schemas.DocumentDeleted, schemas.Alive, schemas.Readiness,
+              schemas.FeedbackRequest, schemas.FeedbackGiven, schemas.ReviewList]
     return {
         "openapi": "3.1.0",
         "info": {"title": "ragmesh", "version": "0.1.0",

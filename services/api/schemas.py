@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from shared.jobs import DocumentStatus, QueryStatus
 
@@ -44,6 +44,38 @@ class QueryError(BaseModel):
     message: str
 
 
+class Trust(BaseModel):
+    """How far to trust the answer; the formula and its reasons: services/generator/trust.py."""
+
+    score: float = Field(ge=0, le=1, description="retrieval * support; 0 when abstained.")
+    retrieval: float = Field(ge=0, le=1, description="Strength of the best passage the answer "
+                             "rests on, from the score threshold (0) to trust_full_score (1).")
+    support: float = Field(ge=0, le=1, description="Share of the answer's content words (numbers "
+                           "weigh 2) found in the passages it cites (all, if it cites none).")
+    abstained: bool = Field(description="The answer says the documents do not answer.")
+    low_trust: bool = Field(description="score < threshold.")
+    cited_scores: list[float] = Field(description="Scores of the passages the answer rests on.")
+    threshold: float
+
+
+class Feedback(BaseModel):
+    rating: Literal["up", "down"]
+    comment: str | None
+    at: float = Field(description="When it was given (Unix time).")
+
+
+class FeedbackRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    rating: Literal["up", "down"]
+    comment: str | None = Field(None, max_length=2000, description="What was wrong or right.")
+
+
+class FeedbackGiven(BaseModel):
+    id: str
+    feedback: Feedback
+
+
 class QueryView(BaseModel):
     id: str
     status: QueryStatus
@@ -56,6 +88,33 @@ class QueryView(BaseModel):
     error: QueryError | None
     created_at: float
     finished_at: float | None
+    trust_score: float | None = Field(description="0-1, set when an answer is finished; see "
+                                      "`trust`.")
+    low_trust: bool | None = Field(description="The trust score is below the configured "
+                                   "threshold: check the answer against its sources.")
+    trust: Trust | None
+    feedback: Feedback | None
+
+
+class ReviewItem(BaseModel):
+    id: str
+    status: QueryStatus
+    question: str
+    answer: str | None
+    collection: str | None
+    citations: list[Citation]
+    trust_score: float | None
+    trust: Trust | None
+    feedback: Feedback | None
+    created_at: float
+    reasons: list[Literal["low_trust", "rated_down"]]
+    kept_at: float
+
+
+class ReviewList(BaseModel):
+    items: list[ReviewItem]
+    total: int
+    limit: int
 
 
 class DocumentAccepted(BaseModel):

@@ -9,6 +9,7 @@ import redis.asyncio
 from aiohttp import web
 
 from shared.records import DocumentRecords, QueryRecords
+from shared.review import ReviewQueue
 from shared.settings import Settings
 
 if TYPE_CHECKING:
@@ -22,4 +23,5 @@ QUERIES = web.AppKey("queries", QueryRecords)
 DOCUMENTS = web.AppKey("documents", DocumentRecords)
 LIMITS: web.AppKey[Limits] = web.AppKey("limits")
 IDEMPOTENCY: web.AppKey[IdempotencyStore] = web.AppKey("idempotency")
+REVIEW = web.AppKey("review", ReviewQueue)
 OWNER = web.RequestKey("owner", str)  # the owner id of the authenticated API key

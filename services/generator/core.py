@@ -9,6 +9,7 @@ from typing import Any, Protocol
 
 from services.generator import prompt
 from services.generator.engine import EngineError, EngineUnavailable, Generation
+from services.generator.trust import Scale, Trust, assess
 from shared.jobs import ErrorInfo, GenerateJob, QueryStatus
 
 
@@ -27,16 +28,23 @@ class Outcome:
                                                            "completion_tokens": 0})
     error: ErrorInfo | None = None
     first_token_s: float | None = None
+    trust: Trust | None = None  # None when the engine gave no answer to judge
+    engine_s: float | None = None  # time spent in the engine call
 
 
 def answer(engine: Engine, job: GenerateJob, *, max_context_chars: int, timeout_s: float,
            should_stop: Callable[[], str | None],
-           on_delta: Callable[[Generation], None] | None = None) -> Outcome:
-    """Answer `job.question` from `job.chunks`, or say plainly that nothing relevant was found."""
+           on_delta: Callable[[Generation], None] | None = None,
+           scale: Scale | None = None) -> Outcome:
+    """Answer `job.question` from `job.chunks`, or say plainly that nothing relevant was found.
+    `scale` sets how the answer's trust is scored (see services/generator/trust.py)."""
+    scale = scale or Scale()
     if not job.chunks:
-        return Outcome(QueryStatus.SUCCEEDED, prompt.NO_CONTEXT_ANSWER)
+        return Outcome(QueryStatus.SUCCEEDED, prompt.NO_CONTEXT_ANSWER,
+                       trust=assess(prompt.NO_CONTEXT_ANSWER, [], scale))
     messages, used = prompt.build_messages(job.question, job.chunks, max_context_chars)
     chunks = job.chunks[:used]
+    engine_started = time.perf_counter()
     try:
         gen = engine.stream(messages, max_tokens=job.params.max_tokens,
                             temperature=job.params.temperature,
@@ -48,11 +56,14 @@ def answer(engine: Engine, job: GenerateJob, *, max_context_chars: int, timeout_
     except EngineError as exc:
         return Outcome(QueryStatus.FAILED, "", error=ErrorInfo(code="engine_error",
                                                                message=str(exc)))
+    engine_s = time.perf_counter() - engine_started
     text = gen.text.strip()
     usage = {"prompt_tokens": gen.prompt_tokens,
              "completion_tokens": gen.completion_tokens or len(gen.deltas)}
-    outcome = Outcome(QueryStatus.SUCCEEDED, text, prompt.citations(chunks, text), usage,
-                      first_token_s=gen.first_token_s)
+    citations = prompt.citations(chunks, text)
+    outcome = Outcome(QueryStatus.SUCCEEDED, text, citations, usage,
+                      first_token_s=gen.first_token_s, engine_s=engine_s,
+                      trust=assess(text, citations, scale))
     if gen.stopped == "timeout":
         outcome.status = QueryStatus.TIMED_OUT
         outcome.error = ErrorInfo(code="generation_timeout",

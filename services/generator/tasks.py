@@ -10,10 +10,12 @@ import redis
 
 from services.generator import core, dispatch
 from services.generator.engine import Generation
+from services.generator.trust import Scale
 from shared import metrics, stages
 from shared.jobs import TERMINAL_QUERY, GenerateJob, QueryStatus
 from shared.logging import get_logger
 from shared.records import QueryRecords, queue_timeout_error
+from shared.review import LOW_TRUST, ReviewQueue
 from shared.settings import Settings
 
 log = get_logger(__name__)
@@ -118,12 +120,13 @@ def _run(res: Resources, job: GenerateJob, choice: dispatch.EngineSlot | None) -
     if started is None:
         return
     watch = _Watch(queries, job.query_id)
+    scale = Scale(s.retrieval_score_threshold, s.trust_full_score, s.trust_threshold)
     attempt = 0
     while True:
         outcome = core.answer(choice.engine if choice else None, job,  # type: ignore[arg-type]
                               max_context_chars=s.generator_max_context_chars,
                               timeout_s=s.generator_timeout, should_stop=watch.should_stop,
-                              on_delta=watch.on_delta)
+                              on_delta=watch.on_delta, scale=scale)
         # Retry only what the engine never started: no token of it has been published.
         retry = outcome.error is not None and outcome.error.code == "engine_unavailable" \
             and not watch.published and attempt < s.generator_retries \
@@ -134,15 +137,36 @@ def _run(res: Resources, job: GenerateJob, choice: dispatch.EngineSlot | None) -
         attempt += 1
     took = stages.done(queries, job.query_id, "generate", started, outcome.status.value)
     queries.finish(job.query_id, outcome.status, outcome.error, answer=outcome.answer,
-                   citations=outcome.citations, usage=outcome.usage)
+                   citations=outcome.citations, usage=outcome.usage,
+                   trust=outcome.trust.as_dict() if outcome.trust else None)
     metrics.QUERIES.labels(outcome.status.value).inc()
     metrics.GENERATED_TOKENS.inc(outcome.usage["completion_tokens"])
     metrics.PROMPT_TOKENS.inc(outcome.usage["prompt_tokens"])
     if outcome.first_token_s is not None:
         metrics.TIME_TO_FIRST_TOKEN.observe(outcome.first_token_s)
     log.info("query_finished", query_id=job.query_id, outcome=outcome.status.value,
+             question=job.question,
              chunks=[(c.document_id, c.chunk_id, round(c.score, 4)) for c in job.chunks],
              generate_ms=round(took * 1000, 1), timings_ms=queries.timings_ms(job.query_id),
              retries=attempt, usage=outcome.usage,
              engine=choice.slots.url if choice else None,
+             engine_ms=round(outcome.engine_s * 1000, 1) if outcome.engine_s is not None
+             else None, trust_score=outcome.trust.score if outcome.trust else None,
+             low_trust=outcome.trust.low_trust if outcome.trust else None,
              error=outcome.error.code if outcome.error else None)
+    _account_trust(res, job.query_id, outcome)
+
+
+def _account_trust(res: Resources, query_id: str, outcome: core.Outcome) -> None:
+    """Trust metrics; a low-trust answer is kept for review (services/generator/trust.py)."""
+    if outcome.trust is None:
+        return
+    metrics.ANSWER_TRUST.observe(outcome.trust.score)
+    if outcome.trust.abstained:
+        metrics.ABSTAINED_ANSWERS.inc()
+    if outcome.trust.low_trust and outcome.status == QueryStatus.SUCCEEDED:
+        metrics.LOW_TRUST_ANSWERS.inc()
+        s = res.settings
+        ReviewQueue(res.connection, s.review_ttl, s.review_max_items).keep(
+            res.queries, query_id, LOW_TRUST)
+        metrics.REVIEW_KEPT.labels(LOW_TRUST).inc()

@@ -108,5 +108,6 @@ def test_ragmesh_metrics_are_named_with_base_units():
         if not family.name.startswith("ragmesh_"):
             continue
         if family.type == "histogram":
-            assert family.name.endswith(("_seconds", "_bytes")), family.name
+            # Base units (prometheus.io naming): seconds, bytes, or a 0-1 ratio.
+            assert family.name.endswith(("_seconds", "_bytes", "_ratio")), family.name
         assert not re.search(r"_(ms|milliseconds|minutes|kb|mb)\b", family.name), family.name

@@ -90,7 +90,9 @@ def test_up_ingest_ask_and_stop_cleanly(tmp_path: Path, tiny_model: Path) -> Non
         view = json.loads(ask.stdout)
         assert view["status"] == "succeeded"
         assert view["citations"][0]["source"] == "expenses.html"
-        assert "245" in view["citations"][0]["text"]
+        # The cap reaches the generator (with 300-character chunks the passage ending on the
+        # "3. Hotels" heading outranks the table under it: docs/evaluation.md).
+        assert any("245" in c["text"] for c in view["citations"])
 
         # One JSON line per finished query: its id, the chunks with their scores, each
         # stage's latency, the tokens used and the outcome.

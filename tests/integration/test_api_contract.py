@@ -40,7 +40,8 @@ async def _submit(api) -> str:  # type: ignore[no-untyped-def]
 PROTECTED = [("POST", "/v1/queries"), ("GET", "/v1/queries/abc"), ("DELETE", "/v1/queries/abc"),
              ("GET", "/v1/queries/abc/events"),
              ("POST", "/v1/documents"), ("GET", "/v1/documents"), ("GET", "/v1/documents/x"),
-             ("DELETE", "/v1/documents/x"), ("GET", "/openapi.json"), ("GET", "/metrics")]
+             ("DELETE", "/v1/documents/x"), ("GET", "/openapi.json"), ("GET", "/metrics"),
+             ("POST", "/v1/queries/abc/feedback"), ("GET", "/v1/review")]
 
 
 @pytest.mark.parametrize(("method", "path"), PROTECTED)
@@ -199,8 +200,8 @@ async def test_readyz_reports_each_missing_stage_then_ready(api, redis_client):
 async def test_openapi_describes_every_endpoint_and_the_security_scheme(api):
     spec = await (await api.get("/openapi.json", headers=A)).json()
     assert spec["openapi"].startswith("3.")
-    assert {"/v1/queries", "/v1/queries/{id}", "/v1/documents", "/v1/documents/{id}",
-            "/healthz", "/readyz"} <= set(spec["paths"])
+    assert {"/v1/queries", "/v1/queries/{id}", "/v1/queries/{id}/feedback", "/v1/review",
+            "/v1/documents", "/v1/documents/{id}", "/healthz", "/readyz"} <= set(spec["paths"])
     assert spec["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"
     assert spec["security"] == [{"bearerAuth": []}]
     json.dumps(spec)  # serialisable, every $ref resolvable below

@@ -11,6 +11,7 @@ import pytest
 from services.generator import prompt
 from services.generator.core import answer
 from services.generator.engine import EngineError, EngineUnavailable, Generation
+from services.generator.trust import Scale
 from shared.jobs import Chunk, GenerateJob, QueryParams, QueryStatus
 
 pytestmark = pytest.mark.unit
@@ -157,3 +158,25 @@ def test_cancelled_generation_is_cancelled_without_error() -> None:
     assert outcome.status == QueryStatus.CANCELLED
     assert outcome.answer == "At least"
     assert outcome.error is None
+
+
+def test_an_answer_carries_its_trust_and_engine_time() -> None:
+    engine = FakeEngine(Generation(text="Passwords must be at least 14 characters [1]."))
+    outcome = run(engine, scale=Scale(floor=0.25, full=0.65, threshold=0.4))
+    assert outcome.trust is not None
+    assert outcome.trust.cited_scores == [0.8123]
+    assert outcome.trust.retrieval == 1.0 and outcome.trust.support == 1.0
+    assert outcome.trust.score == 1.0 and not outcome.trust.low_trust
+    assert outcome.engine_s is not None and outcome.engine_s >= 0
+
+
+def test_no_context_answer_abstains_with_zero_trust() -> None:
+    outcome = run(FakeEngine(Generation(text="unused")), make_job(chunks=[]))
+    assert outcome.trust is not None
+    assert outcome.trust.abstained and outcome.trust.score == 0.0 and outcome.trust.low_trust
+    assert outcome.engine_s is None
+
+
+def test_a_failed_generation_has_no_trust() -> None:
+    outcome = run(FakeEngine(EngineUnavailable("refused")))
+    assert outcome.trust is None

@@ -73,7 +73,24 @@ def test_query_view_parses_stored_json_fields() -> None:
 def test_query_view_hides_internal_fields() -> None:
     view = query_view(raw_query(w_embed="1", deadline="2000"))
     assert set(view) == {"id", "status", "question", "answer", "citations", "timings_ms",
-                         "usage", "error", "created_at", "finished_at"}
+                         "usage", "error", "created_at", "finished_at", "trust_score",
+                         "low_trust", "trust", "feedback"}
+
+
+def test_query_view_without_trust_or_feedback_shows_nulls() -> None:
+    view = query_view(raw_query())
+    assert (view["trust_score"], view["low_trust"], view["trust"], view["feedback"]) == \
+        (None, None, None, None)
+
+
+def test_query_view_surfaces_trust_score_flag_and_feedback() -> None:
+    trust = {"score": 0.31, "retrieval": 0.5, "support": 0.2, "abstained": False,
+             "low_trust": True, "cited_scores": [0.45], "threshold": 0.4}
+    feedback = {"rating": "down", "comment": "wrong city", "at": 1003.0}
+    view = query_view(raw_query(trust=json.dumps(trust), feedback=json.dumps(feedback)))
+    assert view["trust_score"] == 0.31 and view["low_trust"] is True
+    assert view["trust"] == trust
+    assert view["feedback"] == feedback
 
 
 def raw_document(**extra: str) -> dict[str, str]:

@@ -34,7 +34,8 @@ def test_defaults() -> None:
     s = Settings()
     assert s.embedding_model == "all-MiniLM-L6-v2"
     assert s.vectorstore_collection == "handbook"
-    assert (s.ingest_chunk_size, s.ingest_chunk_overlap) == (800, 120)
+    assert (s.ingest_chunk_size, s.ingest_chunk_overlap) == (300, 120)
+    assert (s.retrieval_top_k, s.retrieval_score_threshold) == (6, 0.40)
     assert s.api_keys == []
 
 
