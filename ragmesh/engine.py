@@ -7,7 +7,6 @@ the CLI, test fixtures and supervisors can each manage its lifetime.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -16,6 +15,8 @@ import urllib.request
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from ragmesh.procs import log_tail
 
 # vLLM's default (no VLLM_CPU_KVCACHE_SPACE) sizes the KV cache from free
 # memory, which is greedy on a machine shared with the rest of the mesh.
@@ -155,15 +156,7 @@ def wait_for_engine(
 
 
 def _log_tail(log_path: Path | str | None, lines: int = 40) -> str:
-    """Return the last ``lines`` of the log, formatted for an error message."""
+    """The last ``lines`` of the log, formatted for an error message."""
     if log_path is None:
         return ""
-    try:
-        with open(log_path, "rb") as handle:
-            handle.seek(0, os.SEEK_END)
-            handle.seek(max(0, handle.tell() - 64 * 1024))
-            text = handle.read().decode("utf-8", "replace")
-    except OSError as exc:
-        return f"\n(could not read log {log_path}: {exc})"
-    tail = "\n".join(text.splitlines()[-lines:])
-    return f"\n--- last {lines} lines of {log_path} ---\n{tail}"
+    return f"\n--- last {lines} lines of {log_path} ---\n{log_tail(log_path, lines)}"

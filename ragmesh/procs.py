@@ -28,11 +28,16 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
-def log_tail(path: Path, lines: int = 30) -> str:
+def log_tail(path: Path | str, lines: int = 30) -> str:
+    """The last `lines` of a log, read from its end (an engine's log can be large)."""
     try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+        with open(path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, handle.tell() - 64 * 1024))
+            text = handle.read().decode("utf-8", "replace")
     except OSError:
         return ""
+    return "\n".join(text.splitlines()[-lines:])
 
 
 @dataclass
