@@ -1,0 +1,112 @@
+"""Instant stand-ins for the model, the vector store and the engine, so that a benchmark
+measures only what lies between them: the mesh (API, Redis, RQ, the stage bookkeeping).
+
+    python -m bench.standins embedder|retriever|generator
+
+runs the real worker of that stage (its real `tasks` module, `shared.worker.run_worker`) with
+the stand-in in place of the model, Milvus or vLLM; settings come from the environment as for
+`python -m services.<stage>`.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from services.generator.engine import Generation
+from shared.jobs import Chunk
+
+DIM = 384
+ANSWER = ["Staff", " get", " 25", " days", " of", " annual", " leave", " [1]."]
+
+
+class InstantEncoder:
+    """Unit vectors at once, the same for the same text."""
+
+    def encode(self, sentences: list[str], **_: object) -> np.ndarray:
+        out = np.empty((len(sentences), DIM), dtype=np.float32)
+        for i, text in enumerate(sentences):
+            out[i] = np.random.default_rng(abs(hash(text)) % 2**32).standard_normal(DIM)
+        return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+
+class InstantStore:
+    """The same relevant chunks for every search."""
+
+    CHUNKS = [Chunk(document_id=f"doc-{i}", chunk_id=f"{i:05d}", source=f"doc-{i}.md",
+                    text="Staff get 25 days of annual leave a year, plus public holidays. " * 3,
+                    score=0.8 - i * 0.05) for i in range(6)]
+
+    def search(self, collection: str, vector: Sequence[float], top_k: int) -> list[Chunk]:
+        return self.CHUNKS[:top_k]
+
+    def ping(self) -> None:
+        pass
+
+
+class InstantEngine:
+    """An OpenAI-style engine that streams a short fixed answer at once."""
+
+    def ready(self) -> tuple[bool, str]:
+        return True, "instant stand-in engine"
+
+    def stream(self, messages: list[dict[str, str]], *, max_tokens: int, temperature: float,
+               deadline: float, should_stop: Callable[[], str | None],
+               on_delta: Callable[[Generation], None] | None = None) -> Generation:
+        started = time.monotonic()
+        gen = Generation(prompt_tokens=sum(len(m["content"]) // 4 for m in messages))
+        for token in ANSWER[:max_tokens]:
+            gen.text += token
+            gen.deltas.append(token)
+            gen.completion_tokens += 1
+            if gen.first_token_s is None:
+                gen.first_token_s = time.monotonic() - started
+            if on_delta is not None:
+                on_delta(gen)
+        gen.finish_reason = "stop"
+        return gen
+
+
+def serve(stage: str) -> None:
+    """The real worker of `stage` over its stand-in (see the module's docstring)."""
+    from shared.jobs import Queues  # noqa: PLC0415
+    from shared.logging import setup_logging  # noqa: PLC0415
+    from shared.queue import connect  # noqa: PLC0415
+    from shared.settings import Settings  # noqa: PLC0415
+    from shared.worker import run_worker  # noqa: PLC0415
+
+    settings = Settings()
+    setup_logging(settings.log_level, settings.log_json, service=stage)
+    connection = connect(settings)
+    if stage == "embedder":
+        from services.embedder import tasks as embed_tasks  # noqa: PLC0415
+
+        embed_tasks.setup(embed_tasks.Resources(settings, connection, InstantEncoder()))
+        run_worker(settings, stage, [Queues.EMBED], lambda: (True, "stand-in"))
+    elif stage == "retriever":
+        from services.retriever import tasks as retrieve_tasks  # noqa: PLC0415
+
+        retrieve_tasks.setup(retrieve_tasks.Resources(settings, connection,
+                                                      InstantStore()))  # type: ignore[arg-type]
+        run_worker(settings, stage, [Queues.RETRIEVE], lambda: (True, "stand-in"))
+    elif stage == "generator":
+        from services.generator import tasks as gen_tasks  # noqa: PLC0415
+        from services.generator.dispatch import EngineSlot  # noqa: PLC0415
+        from services.generator.slots import EngineSlots  # noqa: PLC0415
+
+        pool = [EngineSlot(InstantEngine(),  # type: ignore[arg-type]
+                           EngineSlots(connection, "instant://engine",
+                                       settings.generator_max_concurrency,
+                                       settings.generator_lease_seconds))]
+        gen_tasks.setup(gen_tasks.Resources(settings, connection, pool))
+        run_worker(settings, stage, [Queues.GENERATE], lambda: (True, "stand-in"),
+                   lanes=settings.lanes)
+    else:
+        raise SystemExit(f"unknown stage {stage!r}: embedder, retriever or generator")
+
+
+if __name__ == "__main__":
+    serve(sys.argv[1] if len(sys.argv) > 1 else "")
