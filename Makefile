@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 TORCH_SPEC ?= torch==2.13.0
 ENGINE     ?= cpu
 
-.PHONY: install models demo up test eval eval-ci lint clean
+.PHONY: install models demo up test eval eval-ci bench lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -44,8 +44,13 @@ eval: install
 eval-ci: install
 	BIN=$(BIN) .ci/eval
 
+# Every benchmark side by side; writes reports/bench/report.{md,json} and plots (docs/benchmarks.md).
+# BENCH_ARGS="--quick" for a short run, "--only mesh,e2e" for some of them.
+bench: models
+	$(BIN)/python -m bench $(BENCH_ARGS)
+
 lint: install
-	$(BIN)/ruff check shared services ragmesh tests
+	$(BIN)/ruff check shared services ragmesh tests bench
 
 clean:
 	rm -rf $(VENV) .ragmesh .cache

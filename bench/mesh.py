@@ -18,8 +18,6 @@ concurrency. Mesh and in-process rounds alternate, so both see the same machine.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
 import os
 import sys
 import tempfile
@@ -31,11 +29,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import aiohttp
 import httpx
 
 from bench import report
-from bench.standins import InstantEncoder, InstantEngine, InstantStore
+from bench.load import drive
+from bench.standins import InstantEncoder, InstantEngine, InstantStore, stage_delays
 from ragmesh.procs import Proc, free_port, wait_until
 from ragmesh.valkey import valkey_proc, wait_for_valkey
 from services.embedder import core as embed_core
@@ -80,14 +78,15 @@ def _env(redis_url: str, api_port: int, state: Path) -> dict[str, str]:
 
 
 @contextmanager
-def mesh(state: Path, replicas: int = 1) -> Iterator[Mesh]:
-    """Valkey, the API and `replicas` stand-in workers per stage, as separate processes."""
+def mesh(state: Path, replicas: int = 1, stage_ms: str = "") -> Iterator[Mesh]:
+    """Valkey, the API and `replicas` stand-in workers per stage, as separate processes;
+    `stage_ms`: how long the stand-ins take (bench.standins.stage_delays)."""
     valkey, redis_url = valkey_proc(state / "valkey", "bench-password")
     procs = [valkey.start()]
     try:
         wait_for_valkey(valkey, redis_url)
         port = free_port()
-        env = _env(redis_url, port, state)
+        env = {**_env(redis_url, port, state), "BENCH_STAGE_MS": stage_ms}
         for stage in ("embedder", "retriever", "generator"):
             for i in range(replicas):
                 procs.append(Proc(f"{stage}{i}", [sys.executable, "-m", "bench.standins", stage],
@@ -110,53 +109,14 @@ def mesh(state: Path, replicas: int = 1) -> Iterator[Mesh]:
             proc.stop(grace=5)
 
 
-async def _one(session: aiohttp.ClientSession, url: str, question: str) -> tuple[float, dict]:
-    started = time.perf_counter()
-    async with session.post(f"{url}/v1/queries", json={"question": question}) as resp:
-        if resp.status != 202:
-            raise RuntimeError(f"POST /v1/queries: {resp.status} {await resp.text()}")
-        query_id = (await resp.json())["id"]
-    final: dict = {}
-    async with session.get(f"{url}/v1/queries/{query_id}/events") as resp:
-        event = ""
-        async for raw in resp.content:
-            line = raw.decode().rstrip("\n")
-            if line.startswith("event:"):
-                event = line[6:].strip()
-            elif line.startswith("data:") and event == "final":
-                final = json.loads(line[5:])
-    took = time.perf_counter() - started
-    if final.get("status") != "succeeded":
-        raise RuntimeError(f"query {query_id} ended {final.get('status')}: {final.get('error')}")
-    return took, final
-
-
-async def _drive(url: str, concurrency: int, total: int) -> tuple[list[float], float, list[dict]]:
-    headers = {"Authorization": f"Bearer {KEY}"}
-    latencies: list[float] = []
-    finals: list[dict] = []
-    counter = iter(range(total))
-    connector = aiohttp.TCPConnector(limit=concurrency * 2)
-    async with aiohttp.ClientSession(headers=headers, connector=connector) as session:
-
-        async def client() -> None:
-            for i in counter:
-                took, final = await _one(session, url, QUESTIONS[i % len(QUESTIONS)])
-                latencies.append(took)
-                finals.append(final)
-
-        started = time.perf_counter()
-        await asyncio.gather(*(client() for _ in range(concurrency)))
-        wall = time.perf_counter() - started
-    return latencies, wall, finals
-
-
 class InProcess:
     """The pipeline without the mesh: the stages' own code called one after the other."""
 
-    def __init__(self, settings: Settings) -> None:
-        self.s = settings
-        self.encoder, self.store, self.engine = InstantEncoder(), InstantStore(), InstantEngine()
+    def __init__(self, settings: Settings, delays: dict[str, float] | None = None) -> None:
+        self.s, self.delays = settings, delays or {}
+        self.encoder = InstantEncoder(self.delays.get("embed", 0))
+        self.store = InstantStore(self.delays.get("retrieve", 0))
+        self.engine = InstantEngine(self.delays.get("generate", 0))
         self.scale = Scale(settings.retrieval_score_threshold, settings.trust_full_score,
                            settings.trust_threshold)
 
@@ -199,77 +159,125 @@ class InProcess:
         return latencies, time.perf_counter() - started
 
 
+SERVICE_TIMES = "embed=5,retrieve=3,generate=150"
+LEVELS = (1, 4, 16)
+
+
+def _compare(m: Mesh, inproc: InProcess, per_level: int, rounds: int) -> dict[int, dict]:
+    """Mesh and in-process rounds, alternating, at each concurrency."""
+    results: dict[int, dict[str, list]] = {c: {"mesh": [], "mesh_qps": [], "inproc": [],
+                                               "inproc_qps": [], "timings": [], "cpu": []}
+                                           for c in LEVELS}
+    drive(m.api_url, KEY, QUESTIONS, 4, 40)  # warm-up: imports, connections, scripts
+    inproc.drive(4, 40)
+    for _ in range(rounds):
+        for c in LEVELS:
+            n = per_level if c > 1 or not inproc.delays else per_level // 4
+            before = m.cpu_seconds()
+            run = drive(m.api_url, KEY, QUESTIONS, c, n)
+            after = m.cpu_seconds()
+            if run.succeeded != n:
+                raise RuntimeError(f"queries did not all succeed: {run.outcomes()}")
+            r = results[c]
+            r["cpu"].append({k: (after[k] - before[k]) / n * 1000 for k in after})
+            r["mesh"] += run.latencies
+            r["mesh_qps"].append(run.qps)
+            r["timings"] += [f["timings_ms"] for f in run.finals]
+            lat, wall = inproc.drive(c, n)
+            r["inproc"] += lat
+            r["inproc_qps"].append(n / wall)
+    return results
+
+
 def run(out_dir: Path, quick: bool = False, replicas: int | None = None) -> dict:
     per_level = 60 if quick else 300
-    levels = (1, 4, 16)
     rounds = 1 if quick else 2
     replicas = replicas or 2
-    inproc = InProcess(Settings(_env_file=None))
-    results: dict[int, dict[str, list]] = {c: {"mesh": [], "mesh_wall": [], "inproc": [],
-                                               "inproc_wall": [], "queued": [], "cpu": []}
-                                           for c in levels}
-    with tempfile.TemporaryDirectory(prefix="ragmesh-bench-") as tmp, \
-            mesh(Path(tmp), replicas) as m:
-        asyncio.run(_drive(m.api_url, 4, 40))  # warm-up: imports, connections, scripts
-        inproc.drive(4, 200)
-        for _ in range(rounds):
-            for c in levels:
-                before = m.cpu_seconds()
-                lat, wall, finals = asyncio.run(_drive(m.api_url, c, per_level))
-                after = m.cpu_seconds()
-                results[c]["cpu"].append({k: (after[k] - before[k]) / per_level * 1000
-                                          for k in after})
-                results[c]["mesh"] += lat
-                results[c]["mesh_wall"].append(per_level / wall)
-                results[c]["queued"] += [f["timings_ms"] for f in finals]
-                lat, wall = inproc.drive(c, per_level)
-                results[c]["inproc"] += lat
-                results[c]["inproc_wall"].append(per_level / wall)
-    return _summarise(results, replicas, out_dir)
+    settings = Settings(_env_file=None)
+    with tempfile.TemporaryDirectory(prefix="ragmesh-bench-") as tmp:
+        with mesh(Path(tmp) / "instant", replicas) as m:
+            instant = _compare(m, InProcess(settings), per_level, rounds)
+        with mesh(Path(tmp) / "timed", replicas, SERVICE_TIMES) as m:
+            timed = _compare(m, InProcess(settings, stage_delays(SERVICE_TIMES)),
+                             per_level // 3, rounds)
+    return _summarise(instant, timed, replicas, out_dir)
 
 
-def _summarise(results: dict[int, dict[str, list]], replicas: int, out_dir: Path) -> dict:
-    figures: dict[str, float] = {}
-    rows: list[list[object]] = []
-    cpu_rows: list[list[object]] = []
+def _figures(results: dict[int, dict], prefix: str) -> dict[str, float]:
+    f: dict[str, float] = {}
     for c, r in results.items():
-        mesh_p50, mesh_p95 = report.pct(r["mesh"], 50) * 1000, report.pct(r["mesh"], 95) * 1000
-        in_p50, in_p95 = report.pct(r["inproc"], 50) * 1000, report.pct(r["inproc"], 95) * 1000
-        mesh_qps, in_qps = report.median(r["mesh_wall"]), report.median(r["inproc_wall"])
-        hop_p50, hop_p95 = (mesh_p50 - in_p50) / HOPS, (mesh_p95 - in_p95) / HOPS
-        waits = {stage: report.pct([t.get(f"{stage}_queued", 0.0) for t in r["queued"]], 50)
-                 for stage in ("embed", "retrieve", "generate")}
-        figures.update({f"c{c}_mesh_p50_ms": mesh_p50, f"c{c}_mesh_p95_ms": mesh_p95,
-                        f"c{c}_inproc_p50_ms": in_p50, f"c{c}_inproc_p95_ms": in_p95,
-                        f"c{c}_hop_p50_ms": hop_p50, f"c{c}_hop_p95_ms": hop_p95,
-                        f"c{c}_mesh_qps": mesh_qps, f"c{c}_inproc_qps": in_qps,
-                        f"c{c}_throughput_ratio": mesh_qps / in_qps,
-                        **{f"c{c}_{k}_queue_p50_ms": v for k, v in waits.items()}})
-        cpu = {k: report.median([x[k] for x in r["cpu"]]) for k in r["cpu"][0]}
-        figures.update({f"c{c}_cpu_ms_per_query_{k}": v for k, v in cpu.items()})
-        cpu_rows.append([c, *(f"{cpu[k]:.2f}" for k in sorted(cpu)), f"{sum(cpu.values()):.2f}"])
-        rows.append([c, f"{mesh_p50:.1f} / {mesh_p95:.1f}", f"{in_p50:.2f} / {in_p95:.2f}",
-                     f"{hop_p50:.2f} / {hop_p95:.2f}",
-                     " / ".join(f"{waits[s]:.1f}" for s in ("embed", "retrieve", "generate")),
-                     f"{mesh_qps:.0f}", f"{in_qps:.0f}", f"{mesh_qps / in_qps:.3f}"])
-    table = report.table(["concurrency", "mesh p50/p95 ms", "in-process p50/p95 ms",
-                          "added per hop p50/p95 ms", "queue wait p50 ms (embed/retrieve/"
-                          "generate)", "mesh q/s", "in-process q/s", "throughput ratio"], rows)
-    goals = [report.goal("added latency per hop, p50, concurrency 1", figures["c1_hop_p50_ms"],
-                         "< 2 ms", figures["c1_hop_p50_ms"] < 2),
-             report.goal("mesh / in-process throughput, concurrency 16",
-                         figures["c16_throughput_ratio"], ">= 0.80",
-                         figures["c16_throughput_ratio"] >= 0.8)]
-    plot = report.bar_plot(out_dir / "mesh_latency.png", "Latency, instant stages (p50, ms)",
-                           [f"c={c}" for c in results],
-                           {"mesh": [figures[f"c{c}_mesh_p50_ms"] for c in results],
-                            "in-process": [figures[f"c{c}_inproc_p50_ms"] for c in results]})
-    markdown = (f"Instant stand-in stages; {replicas} replica(s) of each worker, the generator "
-                f"with 16 lanes; {HOPS} hops per query. Mesh and in-process rounds "
-                f"alternate.\n\n{table}\n\nCPU time per query in each kind of process "
-                f"(ms; what the mesh costs whatever else the machine runs):\n\n"
-                + report.table(["concurrency", *sorted(results[1]["cpu"][0]), "total"],
-                               cpu_rows))
+        p = f"{prefix}c{c}_"
+        f[p + "mesh_p50_ms"] = report.pct(r["mesh"], 50) * 1000
+        f[p + "mesh_p95_ms"] = report.pct(r["mesh"], 95) * 1000
+        f[p + "inproc_p50_ms"] = report.pct(r["inproc"], 50) * 1000
+        f[p + "inproc_p95_ms"] = report.pct(r["inproc"], 95) * 1000
+        f[p + "hop_p50_ms"] = (f[p + "mesh_p50_ms"] - f[p + "inproc_p50_ms"]) / HOPS
+        f[p + "hop_p95_ms"] = (f[p + "mesh_p95_ms"] - f[p + "inproc_p95_ms"]) / HOPS
+        f[p + "mesh_qps"] = report.median(r["mesh_qps"])
+        f[p + "inproc_qps"] = report.median(r["inproc_qps"])
+        f[p + "throughput_ratio"] = f[p + "mesh_qps"] / f[p + "inproc_qps"]
+        for stage in ("embed", "retrieve", "generate"):
+            f[p + f"{stage}_queue_p50_ms"] = report.pct(
+                [t.get(f"{stage}_queued", 0.0) for t in r["timings"]], 50)
+        for kind in r["cpu"][0]:
+            f[p + f"cpu_ms_per_query_{kind}"] = report.median([x[kind] for x in r["cpu"]])
+    return f
+
+
+def _table(f: dict[str, float], prefix: str) -> str:
+    rows = []
+    for c in LEVELS:
+        p = f"{prefix}c{c}_"
+        rows.append([c, f"{f[p + 'mesh_p50_ms']:.1f} / {f[p + 'mesh_p95_ms']:.1f}",
+                     f"{f[p + 'inproc_p50_ms']:.2f} / {f[p + 'inproc_p95_ms']:.2f}",
+                     f"{f[p + 'hop_p50_ms']:.2f} / {f[p + 'hop_p95_ms']:.2f}",
+                     " / ".join(f"{f[p + s + '_queue_p50_ms']:.1f}"
+                                for s in ("embed", "retrieve", "generate")),
+                     f"{f[p + 'mesh_qps']:.1f}", f"{f[p + 'inproc_qps']:.1f}",
+                     f"{f[p + 'throughput_ratio']:.3f}"])
+    return report.table(["concurrency", "mesh p50/p95 ms", "in-process p50/p95 ms",
+                         "added per hop p50/p95 ms", "queue wait p50 ms (embed/retrieve/"
+                         "generate)", "mesh q/s", "in-process q/s", "throughput ratio"], rows)
+
+
+def _cpu_table(f: dict[str, float], prefix: str) -> str:
+    kinds = sorted({k.rsplit("cpu_ms_per_query_", 1)[1] for k in f if "cpu_ms_per_query_" in k})
+    rows = []
+    for c in LEVELS:
+        p = f"{prefix}c{c}_cpu_ms_per_query_"
+        rows.append([c, *(f"{f[p + k]:.2f}" for k in kinds),
+                     f"{sum(f[p + k] for k in kinds):.2f}"])
+    return report.table(["concurrency", *kinds, "total"], rows)
+
+
+def _summarise(instant: dict[int, dict], timed: dict[int, dict], replicas: int,
+               out_dir: Path) -> dict:
+    figures = {**_figures(instant, ""), **_figures(timed, "timed_")}
+    cpu_total = sum(v for k, v in figures.items() if k.startswith("c16_cpu_ms_per_query_"))
+    goals = [
+        report.goal("added latency per hop, p50, concurrency 1", figures["c1_hop_p50_ms"],
+                    "< 2 ms", figures["c1_hop_p50_ms"] < 2),
+        report.goal("mesh / in-process throughput, concurrency 16, instant stages",
+                    figures["c16_throughput_ratio"], ">= 0.80",
+                    figures["c16_throughput_ratio"] >= 0.8,
+                    f"the mesh spends {cpu_total:.1f} ms of CPU per query across its "
+                    f"processes; in-process, an instant query costs "
+                    f"{figures['c1_inproc_p50_ms']:.2f} ms"),
+        report.goal(f"mesh / in-process throughput, concurrency 16, stages taking "
+                    f"{SERVICE_TIMES} ms", figures["timed_c16_throughput_ratio"], ">= 0.80",
+                    figures["timed_c16_throughput_ratio"] >= 0.8)]
+    plot = report.bar_plot(out_dir / "mesh_latency.png", "Latency p50 (ms), instant stages",
+                           [f"c={c}" for c in LEVELS],
+                           {"mesh": [figures[f"c{c}_mesh_p50_ms"] for c in LEVELS],
+                            "in-process": [figures[f"c{c}_inproc_p50_ms"] for c in LEVELS]})
+    markdown = (
+        f"{replicas} replica(s) of each worker, the generator with 16 lanes; {HOPS} hops per "
+        "query (client→embedder→retriever→generator→client). Mesh and in-process rounds "
+        "alternate.\n\n**Instant stand-in stages** (only the mesh is measured):\n\n"
+        f"{_table(figures, '')}\n\nCPU time per query in each kind of process (ms; a "
+        f"measure that other load on the machine hardly moves):\n\n{_cpu_table(figures, '')}"
+        f"\n\n**Stages that take time** ({SERVICE_TIMES} ms, sleeping as a GPU or a remote "
+        f"engine would; the same in both):\n\n{_table(figures, 'timed_')}\n")
     return {"title": "Mesh overhead", "figures": figures, "goals": goals, "plots": [plot],
             "markdown": markdown}
 

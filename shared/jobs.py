@@ -7,10 +7,20 @@ never imports torch or pymilvus.
 
 from __future__ import annotations
 
+import base64
+import binascii
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+import numpy as np
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    StringConstraints,
+)
 
 
 class Queues(StrEnum):
@@ -135,14 +145,41 @@ class QueryParams(_Strict):
     temperature: float
 
 
+def _vector_from(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    try:
+        raw = base64.b64decode(value, validate=True)
+    except binascii.Error as exc:
+        raise ValueError("a vector is a list of floats or base64 of little-endian float32") \
+            from exc
+    if len(raw) % 4:
+        raise ValueError("a base64 vector's length must be a multiple of 4 bytes")
+    return np.frombuffer(raw, dtype="<f4").tolist()
+
+
+def _vector_to(value: list[float]) -> str:
+    return base64.b64encode(np.asarray(value, dtype="<f4").tobytes()).decode()
+
+
+# An embedding crosses Redis as base64 of its float32 values (what the model computes and the
+# vector store keeps): a 384-float vector in JSON text makes RQ spend ~2 ms to compress a job,
+# its base64 ~0.1 ms.
+Vector = Annotated[list[float], BeforeValidator(_vector_from),
+                   PlainSerializer(_vector_to, return_type=str, when_used="json")]
+
+
 class EmbedQueryJob(_Strict):
     query_id: str
     question: str
     params: QueryParams
+    # Work time of the stages before, in ms: the next stage writes them on the record as it
+    # starts, so that finishing a stage costs no round trip to Redis of its own.
+    timings_ms: dict[str, float] = {}
 
 
 class RetrieveJob(EmbedQueryJob):
-    vector: list[float]
+    vector: Vector
 
 
 class Chunk(_Strict):
@@ -174,7 +211,7 @@ class EmbedDocumentJob(_Strict):
 class IndexedChunk(_Strict):
     chunk_id: str
     text: str
-    vector: list[float]
+    vector: Vector
 
 
 class IndexDocumentJob(_Strict):

@@ -7,14 +7,17 @@ record out of a terminal state, so a late worker can never overwrite `cancelled`
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import time
 import uuid
 from collections.abc import Iterable, Mapping
+from enum import IntEnum
 from typing import Any
 
 import redis
+from redis.client import Pipeline
 
 from shared.jobs import (
     TERMINAL_QUERY,
@@ -26,20 +29,22 @@ from shared.jobs import (
 
 PREFIX = "ragmesh"
 
-# Returns -1 when the record is gone, 0 when it is in a refused state, 1 when updated.
-# KEYS[1] the record, KEYS[2] (optional) its event stream, KEYS[3] (optional) its tombstone;
-# ARGV[1] refused statuses, ARGV[2] the new status or '', ARGV[3] the record's field that holds
-# how many seconds to keep it from now on, or '' (the record keeps its expiry), ARGV[4..]
-# field/value pairs. A status change is appended to the event stream in the same step, so the
-# stream never misses or invents one; a record that ends gets its retention in that step too,
-# whoever ends it, and its tombstone outlives it by the record's `tomb_s`.
-_TRANSITION = """
+# A status change: returns -1 when the record is gone, 0 when it is in a refused state, 1 when
+# updated. KEYS[1] the record, KEYS[2] (optional) its event stream, KEYS[3] (optional) its
+# tombstone; ARGV[1] refused statuses, ARGV[2] the new status or '', ARGV[3] the record's field
+# that holds how many seconds to keep it from now on, or '' (the record keeps its expiry), and
+# field/value pairs from ARGV[first]. A status change is appended to the event stream in the
+# same step, so the stream never misses or invents one; a record that ends gets its retention
+# in that step too, whoever ends it, and its tombstone outlives it by the record's `tomb_s`.
+_REFUSE = """
 local cur = redis.call('HGET', KEYS[1], 'status')
 if not cur then return -1 end
 for s in string.gmatch(ARGV[1], '[^,]+') do
   if s == cur then return 0 end
 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 4))
+"""
+_APPLY = """
+redis.call('HSET', KEYS[1], unpack(ARGV, first))
 if KEYS[2] and ARGV[2] ~= '' and ARGV[2] ~= cur then
   redis.call('XADD', KEYS[2], 'MAXLEN', '~', 10000, '*', 'type', 'status', 'status', ARGV[2])
   local ttl = redis.call('PTTL', KEYS[1])
@@ -54,15 +59,39 @@ if keep then
 end
 return 1
 """
+_TRANSITION = _REFUSE + "local first = 4\n" + _APPLY
 
-# A query stage is run by the first job that claims it; a duplicate of that job (a stage
-# handed on twice after a worker died at the wrong moment) finds the claim taken and stops.
-_CLAIM = """
-local cur = redis.call('HGET', KEYS[1], 'claim_' .. ARGV[1])
-if cur and cur ~= ARGV[2] then return 0 end
-redis.call('HSET', KEYS[1], 'claim_' .. ARGV[1], ARGV[2])
-return 1
-"""
+# A query stage starts in one step: the transition above, unless the query is overdue (2: the
+# caller ends it) or the stage was claimed by another job (3). A stage is run by the first job
+# that claims it; a duplicate of that job (a stage handed on twice after a worker died at the
+# wrong moment) finds the claim taken and stops. ARGV[4] the claim's field, ARGV[5] the job id
+# ('' for no claim), ARGV[6] now, ARGV[7] the query's id, which leaves the set of queries
+# waiting for a generation KEYS[4] when that is given; fields from ARGV[8].
+_BEGIN_STAGE = "if KEYS[4] then redis.call('ZREM', KEYS[4], ARGV[7]) end\n" + _REFUSE + """
+local now = tonumber(ARGV[6])
+local deadline = tonumber(redis.call('HGET', KEYS[1], 'deadline'))
+if deadline and deadline <= now then return 2 end
+if cur == 'queued' and redis.call('HGET', KEYS[1], 'queue_stage') == 'generate' then
+  local due = tonumber(redis.call('HGET', KEYS[1], 'queue_deadline'))
+  if due and due <= now then return 2 end
+end
+if ARGV[5] ~= '' then
+  local claim = redis.call('HGET', KEYS[1], ARGV[4])
+  if claim and claim ~= ARGV[5] then return 3 end
+end
+local first = 8
+""" + _APPLY
+
+
+class Begun(IntEnum):
+    """How QueryRecords.begin_stage went."""
+
+    GONE = -1
+    ENDED = 0
+    STARTED = 1
+    OVERDUE = 2
+    CLAIMED = 3
+
 
 STAGES = ("embed", "retrieve", "generate")
 
@@ -135,7 +164,7 @@ class QueryRecords(Records):
         super().__init__(client, ttl_seconds)
         self.failed_ttl = failed_ttl_seconds or ttl_seconds
         self.tombstone_ttl = tombstone_seconds
-        self._claim = client.register_script(_CLAIM)
+        self._begin = client.register_script(_BEGIN_STAGE)
 
     def events_key(self, query_id: str) -> str:
         return f"{PREFIX}:q:{query_id}:events"
@@ -156,16 +185,17 @@ class QueryRecords(Records):
         self.r.xadd(self.events_key(query_id), {"type": "delta", "text": text},
                     maxlen=10000, approximate=True)
 
-    def wait_for_generation(self, query_id: str, timeout_s: float) -> bool:
-        """The query now waits for a generation slot, for at most `timeout_s`."""
+    def wait_for_generation(self, query_id: str, timeout_s: float, pipe: Pipeline,
+                            **fields: Any) -> bool:
+        """The query now waits for a generation slot, for at most `timeout_s` (and `fields`
+        are written). When that applies, `pipe` gets what enters it in the queue of waiting
+        queries: the caller sends it with the job that will run the generation."""
         now = time.time()
         applied = self.transition(query_id, QueryStatus.QUEUED.value, queue_stage="generate",
-                                  queued_since=now, queue_deadline=now + timeout_s)
+                                  queued_since=now, queue_deadline=now + timeout_s, **fields)
         if applied:
-            with self.r.pipeline() as pipe:
-                pipe.zremrangebyscore(self.waiting_key, "-inf", now - 24 * 3600)
-                pipe.zadd(self.waiting_key, {query_id: now})
-                pipe.execute()
+            pipe.zremrangebyscore(self.waiting_key, "-inf", now - 24 * 3600)
+            pipe.zadd(self.waiting_key, {query_id: now})
         return applied
 
     def left_queue(self, query_id: str) -> None:
@@ -175,7 +205,10 @@ class QueryRecords(Records):
         rank = self.r.zrank(self.waiting_key, query_id)
         return None if rank is None else int(rank) + 1
 
-    def create(self, owner: str, question: str, params: QueryParams, deadline: float) -> str:
+    def create(self, owner: str, question: str, params: QueryParams, deadline: float,
+               pipe: Pipeline | None = None) -> str:
+        """A new query, queued. With `pipe` (a transaction), its commands go there and the
+        caller sends them, with the job that starts the query: both or neither."""
         query_id = new_id()
         now = time.time()
         key = self.key(query_id)
@@ -188,14 +221,15 @@ class QueryRecords(Records):
         # its full retention after; ending it sets the retention anew.
         ttl = int(deadline) + max(self.ttl, self.failed_ttl)
         events = self.events_key(query_id)
-        with self.r.pipeline() as pipe:
-            pipe.hset(key, mapping=dict(zip(*[iter(_flatten(fields))] * 2, strict=True)))
-            pipe.expire(key, ttl)
-            pipe.xadd(events, {"type": "status", "status": QueryStatus.QUEUED.value})
-            pipe.expire(events, ttl)
+        with self.r.pipeline() if pipe is None else contextlib.nullcontext(pipe) as p:
+            p.hset(key, mapping=dict(zip(*[iter(_flatten(fields))] * 2, strict=True)))
+            p.expire(key, ttl)
+            p.xadd(events, {"type": "status", "status": QueryStatus.QUEUED.value})
+            p.expire(events, ttl)
             if self.tombstone_ttl:
-                pipe.set(self.tombstone_key(query_id), owner, ex=ttl + self.tombstone_ttl)
-            pipe.execute()
+                p.set(self.tombstone_key(query_id), owner, ex=ttl + self.tombstone_ttl)
+            if pipe is None:
+                p.execute()
         return query_id
 
     def get(self, query_id: str, owner: str | None = None) -> dict[str, Any] | None:
@@ -221,16 +255,23 @@ class QueryRecords(Records):
         status = self.status(query_id)
         return status is not None and status not in self.terminal
 
-    def claim(self, query_id: str, stage: str, job_id: str) -> bool:
-        """Whether job `job_id` may run `stage` of the query (first claim wins)."""
-        return int(self._claim(keys=[self.key(query_id)], args=[stage, job_id])) == 1
-
-    def stage_started(self, query_id: str, stage: str, status: QueryStatus,
-                      waited_s: float) -> bool:
-        return self.transition(query_id, status.value, **{f"w_{stage}": waited_s * 1000})
-
-    def stage_done(self, query_id: str, stage: str, took_s: float) -> bool:
-        return self.transition(query_id, **{f"t_{stage}": took_s * 1000})
+    def begin_stage(self, query_id: str, stage: str, status: QueryStatus, job_id: str,
+                    waited_s: float, carried: Mapping[str, float] | None = None) -> Begun:
+        """Claim `stage` for job `job_id` ('' for no claim) and mark it started, in one step,
+        writing the work times `carried` from the stages before. A generation leaves the
+        queue of those waiting for a slot in that step too."""
+        now = time.time()
+        fields = {**{f"t_{k}": v for k, v in (carried or {}).items() if k in STAGES},
+                  f"w_{stage}": waited_s * 1000, "updated_at": now, "status": status.value}
+        if job_id:
+            fields[f"claim_{stage}"] = job_id
+        refused = ",".join(sorted(self.terminal))
+        keys = [self.key(query_id), *self.event_keys(query_id)]
+        if stage == "generate":
+            keys.append(self.waiting_key)
+        result = self._begin(keys=keys, args=[refused, status.value, "", f"claim_{stage}",
+                                              job_id, now, query_id, *_flatten(fields)])
+        return Begun(int(result))
 
     def finish(self, query_id: str, status: QueryStatus, error: ErrorInfo | None = None,
                **fields: Any) -> bool:
@@ -247,10 +288,12 @@ class QueryRecords(Records):
         raw = self.raw(query_id)
         return query_view(raw)["timings_ms"] if raw else {}
 
-    def expire_if_overdue(self, query_id: str, now: float | None = None) -> bool:
+    def expire_if_overdue(self, query_id: str, now: float | None = None,
+                          raw: dict[str, str] | None = None) -> bool:
         """End a query that outlived its deadline (a lost job, a dead worker) or waited too
-        long for a generation slot: never stuck, whoever looks first."""
-        raw = self.raw(query_id)
+        long for a generation slot: never stuck, whoever looks first. `raw`: the record, when
+        the caller has just read it."""
+        raw = self.raw(query_id) if raw is None else raw
         if not raw or raw.get("status") in self.terminal:
             return False
         now = now or time.time()

@@ -16,6 +16,7 @@ import time
 from typing import Any
 
 import redis
+from redis.client import Pipeline
 from rq import Callback
 from rq.job import Job
 from rq.serializers import JSONSerializer
@@ -45,21 +46,23 @@ class JobTracker:
         self._running: set[str] = set()
         self._lock = threading.Lock()
 
-    def begin(self, job_id: str) -> None:
+    def begin(self, job_id: str, pipe: Pipeline) -> None:
+        """Take the job's lease, in the transaction that marks it started."""
         with self._lock:
             self._running.add(job_id)
-        with self.r.pipeline() as pipe:
-            pipe.set(lease_key(job_id), "1", ex=self.lease_s)
-            pipe.zadd(INFLIGHT, {job_id: time.time()})
-            pipe.execute()
+        pipe.set(lease_key(job_id), "1", ex=self.lease_s)
+        pipe.zadd(INFLIGHT, {job_id: time.time()})
 
-    def end(self, job_id: str) -> None:
+    def end(self, job_id: str, pipe: Pipeline) -> None:
+        """Give the lease back, in the transaction that records how the job ended."""
+        pipe.delete(lease_key(job_id))
+        pipe.zrem(INFLIGHT, job_id)
+
+    def forget(self, job_id: str) -> None:
+        """Stop renewing the job's lease (had its end not reached Redis, the lease runs out
+        and the reaper finds a finished job: a stage is claimed once, so nothing runs twice)."""
         with self._lock:
             self._running.discard(job_id)
-        with self.r.pipeline() as pipe:
-            pipe.delete(lease_key(job_id))
-            pipe.zrem(INFLIGHT, job_id)
-            pipe.execute()
 
     def busy(self) -> bool:
         with self._lock:

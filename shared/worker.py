@@ -4,7 +4,6 @@ serializer, a health heartbeat, structured logs. A process runs one worker, or s
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import threading
@@ -14,10 +13,14 @@ from types import FrameType
 from typing import Any
 
 import redis
+from redis.client import Pipeline
 from rq import Queue, SimpleWorker
+from rq.executions import Execution
 from rq.job import Job
 from rq.serializers import JSONSerializer
 from rq.timeouts import TimerDeathPenalty
+from rq.utils import now
+from rq.worker import WorkerStatus
 
 from shared import metrics
 from shared.health import Heartbeat, ReadyCheck, heartbeat_ttl, host_prefix
@@ -30,20 +33,88 @@ from shared.settings import Settings
 log = get_logger(__name__)
 
 
+# RQ refreshes the worker's key, writes its state and looks for `rq suspend` around every
+# job, each in a round trip of its own: a dozen per job. The key lives worker_ttl + 60 s, so
+# once a second is plenty, and a state the key already holds needs no second write.
+_REFRESH_S = 1.0
+
+
 class RagmeshWorker(SimpleWorker):
-    """A SimpleWorker whose running job holds a lease, so a reaper can tell when it dies."""
+    """A SimpleWorker whose running job holds a lease, so a reaper can tell when it dies, and
+    which starts a job in one round trip to Redis where RQ takes five."""
 
     tracker: JobTracker | None = None
+    _beat_at = _suspension_at = float("-inf")
+    _pending: Pipeline | None = None
 
     def execute_job(self, job: Job, queue: Queue) -> Any:
-        if self.tracker is None:
-            return super().execute_job(job, queue)
-        self.tracker.begin(job.id)
         try:
             return super().execute_job(job, queue)
         finally:
-            with contextlib.suppress(redis.RedisError):  # the lease then simply runs out
-                self.tracker.end(job.id)
+            if self.tracker is not None:
+                self.tracker.forget(job.id)  # its lease went in cleanup_execution's transaction
+
+    def heartbeat(self, timeout: int | None = None, pipeline: Pipeline | None = None) -> None:
+        if pipeline is not None:
+            super().heartbeat(timeout, pipeline)
+            return
+        if timeout is None and time.monotonic() - self._beat_at < _REFRESH_S:
+            return
+        self._beat_at = time.monotonic()
+        with self.connection.pipeline() as pipe:  # one round trip, not three
+            super().heartbeat(timeout, pipe)
+            pipe.execute()
+
+    def reorder_queues(self, reference_queue: Queue) -> None:
+        # RQ calls this as a job comes off a queue, and then sends a heartbeat: the job's start
+        # carries one anyway, so that would be a round trip on the job's way for nothing.
+        super().reorder_queues(reference_queue)
+        self._beat_at = time.monotonic()
+
+    def check_for_suspension(self, burst: bool) -> None:
+        if time.monotonic() - self._suspension_at >= _REFRESH_S:
+            self._suspension_at = time.monotonic()
+            super().check_for_suspension(burst)
+
+    def set_state(self, state: str, pipeline: Pipeline | None = None) -> None:
+        if pipeline is None and state == self._state:
+            return
+        super().set_state(state, pipeline)
+
+    def prepare_execution(self, job: Job) -> Execution:
+        """RQ's, with the commands held back for prepare_job_execution's transaction."""
+        pipeline = self.connection.pipeline()
+        execution = Execution.create(job, self.get_heartbeat_ttl(job), pipeline=pipeline,
+                                     worker_name=self.name)
+        self.executions[execution.id] = execution
+        self.set_state(WorkerStatus.BUSY, pipeline=pipeline)
+        if self.tracker is not None:
+            self.tracker.begin(job.id, pipeline)
+        self._pending = pipeline
+        return execution
+
+    def prepare_job_execution(self, job: Job, remove_from_intermediate_queue: bool = False) -> None:
+        """RQ's (rq 3.0 worker/base.py), sent in one transaction with prepare_execution's."""
+        pipeline, self._pending = self._pending or self.connection.pipeline(), None
+        with pipeline:
+            heartbeat_ttl = self.get_heartbeat_ttl(job)
+            self.heartbeat(heartbeat_ttl, pipeline=pipeline)
+            job.heartbeat(now(), heartbeat_ttl, pipeline=pipeline)
+            job.prepare_for_execution(self.name, pipeline=pipeline)
+            pipeline.persist(job.key)
+            if remove_from_intermediate_queue:
+                origin = Queue(job.origin, connection=self.connection)
+                pipeline.lrem(origin.intermediate_queue_key, 1, job.id)
+            pipeline.execute()
+        self._beat_at = time.monotonic()
+
+    def cleanup_execution(self, job: Job, pipeline: Pipeline,
+                          execution: Execution | None = None) -> None:
+        """RQ's, plus the job's lease and the worker's idle state, in the same transaction."""
+        super().cleanup_execution(job, pipeline, execution)
+        if self.tracker is not None:
+            self.tracker.end(job.id, pipeline)
+        self.set_state(WorkerStatus.IDLE, pipeline=pipeline)
 
 
 class LaneWorker(RagmeshWorker):
@@ -108,13 +179,15 @@ def run_worker(settings: Settings, service: str, queues: Sequence[Queues], check
     heartbeat.start()
     log.info("worker_started", worker=name, queues=[q.value for q in queues], lanes=lanes,
              metrics_port=settings.metrics_port or None)
+    # RQ's own lines (three per job) only at DEBUG: the generator writes one line per query
+    # with everything in it, and RQ's would cost more than the job's own bookkeeping.
+    rq_level = "DEBUG" if settings.log_level.upper() == "DEBUG" else "WARNING"
     try:
         if lanes == 1:
             _worker(RagmeshWorker, connection, queues, name, tracker).work(
-                burst=burst, logging_level=settings.log_level.upper())
+                burst=burst, logging_level=rq_level)
         else:
-            _run_lanes(connection, queues, name, lanes, burst, settings.log_level.upper(),
-                       tracker)
+            _run_lanes(connection, queues, name, lanes, burst, rq_level, tracker)
     finally:
         heartbeat.stop()
         log.info("worker_stopped", worker=name)

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import re
 import time
 from typing import Any
 
-import redis
 from aiohttp import web
 
 from services.api import idempotency
@@ -81,19 +79,21 @@ async def submit(request: web.Request) -> web.Response:
 
 async def _create(request: web.Request, question: str, params: QueryParams) -> web.Response:
     await refuse_if_overloaded(request)
-    settings, queries = request.app[SETTINGS], request.app[QUERIES]
-    query_id = await asyncio.to_thread(queries.create, request[OWNER], question, params,
-                                       settings.query_deadline)
-    job = EmbedQueryJob(query_id=query_id, question=question, params=params)
-    try:
-        await asyncio.to_thread(enqueue, request.app[REDIS], Tasks.EMBED_QUERY, job,
-                                job_timeout=settings.stage_timeout)
-    except Exception:
-        # Never leave an accepted-looking record behind a job that was not queued.
-        with contextlib.suppress(redis.RedisError):
-            await asyncio.to_thread(queries.finish, query_id, QueryStatus.FAILED,
-                                    ErrorInfo(code="enqueue_failed", message="could not queue"))
-        raise
+    settings, queries, client = request.app[SETTINGS], request.app[QUERIES], request.app[REDIS]
+    owner = request[OWNER]
+
+    def create() -> str:
+        # The record and its first job in one transaction: never one without the other.
+        with client.pipeline() as pipe:
+            pipe.multi()
+            query_id = queries.create(owner, question, params, settings.query_deadline, pipe)
+            job = EmbedQueryJob(query_id=query_id, question=question, params=params)
+            enqueue(client, Tasks.EMBED_QUERY, job, job_timeout=settings.stage_timeout,
+                    pipeline=pipe)
+            pipe.execute()
+        return query_id
+
+    query_id = await asyncio.to_thread(create)
     location = f"/v1/queries/{query_id}"
     return web.json_response({"id": query_id, "status": QueryStatus.QUEUED.value},
                              status=202, headers={"Location": location})

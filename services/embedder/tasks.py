@@ -59,8 +59,9 @@ def embed_query(payload: dict[str, Any]) -> None:
     if started is None:
         return
     [vector] = core.embed(res.encoder, [job.question], res.settings.embedding_batch_size)
-    stages.done(res.queries, job.query_id, "embed", started)
-    next_job = RetrieveJob(**job.model_dump(), vector=vector)
+    took = stages.done("embed", started)
+    next_job = RetrieveJob(**{**job.model_dump(), "vector": vector,
+                              "timings_ms": {**job.timings_ms, "embed": took * 1000}})
     enqueue(res.connection, Tasks.RETRIEVE, next_job, job_timeout=res.settings.stage_timeout)
 
 

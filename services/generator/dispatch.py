@@ -26,7 +26,8 @@ def acquire(pool: Sequence[EngineSlot], deadline: float, still_wanted: Callable[
     while True:
         for choice in random.sample(list(pool), len(pool)):
             lease = Lease(choice.slots)
-            if choice.slots.try_acquire(lease.holder):
+            lease.in_flight = choice.slots.try_acquire(lease.holder)
+            if lease.in_flight:
                 return choice, lease
         now = time.time()
         if now >= deadline:

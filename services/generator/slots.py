@@ -19,17 +19,19 @@ from shared.records import PREFIX
 
 _NOW_MS = "local t = redis.call('TIME'); local now = t[1] * 1000 + math.floor(t[2] / 1000)\n"
 
-# KEYS[1] slots; ARGV: holder, cap, lease_ms. Returns 1 when acquired.
+# KEYS[1] slots; ARGV: holder, cap, lease_ms. Returns the slots held once acquired (the
+# in-flight gauge), 0 when all are taken.
 _ACQUIRE = _NOW_MS + """
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 if redis.call('ZSCORE', KEYS[1], ARGV[1]) then
   redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[1])
-  return 1
+  return redis.call('ZCARD', KEYS[1])
 end
-if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[2]) then
+local held = redis.call('ZCARD', KEYS[1])
+if held < tonumber(ARGV[2]) then
   redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[1])
   redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3]) * 2)
-  return 1
+  return held + 1
 end
 return 0
 """
@@ -49,6 +51,9 @@ redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 return redis.call('ZCARD', KEYS[1])
 """
 
+# Give a slot back; returns the slots still held.
+_RELEASE = "redis.call('ZREM', KEYS[1], ARGV[1])\n" + _COUNT
+
 
 def engine_id(url: str) -> str:
     return hashlib.sha256(url.encode()).hexdigest()[:12]
@@ -64,15 +69,18 @@ class EngineSlots:
         self._acquire = client.register_script(_ACQUIRE)
         self._renew = client.register_script(_RENEW)
         self._count = client.register_script(_COUNT)
+        self._release = client.register_script(_RELEASE)
 
-    def try_acquire(self, holder: str) -> bool:
-        return int(self._acquire(keys=[self.key], args=[holder, self.cap, self.lease_ms])) == 1
+    def try_acquire(self, holder: str) -> int:
+        """The slots now held, this one included; 0 when none was free."""
+        return int(self._acquire(keys=[self.key], args=[holder, self.cap, self.lease_ms]))
 
     def renew(self, holder: str) -> bool:
         return int(self._renew(keys=[self.key], args=[holder, self.lease_ms])) == 1
 
-    def release(self, holder: str) -> None:
-        self.r.zrem(self.key, holder)
+    def release(self, holder: str) -> int:
+        """Give the slot back; returns the slots still held."""
+        return int(self._release(keys=[self.key], args=[holder]))
 
     def in_flight(self) -> int:
         return int(self._count(keys=[self.key]))
@@ -87,6 +95,7 @@ class Lease:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.lost = False
+        self.in_flight = 0  # the engine's slots held, as last seen
 
     def _keep(self) -> None:
         interval = self.slots.lease_ms / 3000
@@ -108,7 +117,7 @@ class Lease:
         if self._thread is not None:
             self._thread.join(5)
         with contextlib.suppress(redis.RedisError):  # else the lease expires on its own
-            self.slots.release(self.holder)
+            self.in_flight = self.slots.release(self.holder)
 
     def __enter__(self) -> Lease:
         return self.start()

@@ -10,6 +10,7 @@ import redis
 
 from services.generator import core, dispatch
 from services.generator.engine import Generation
+from services.generator.slots import Lease
 from services.generator.trust import Scale
 from shared import metrics, stages
 from shared.jobs import TERMINAL_QUERY, GenerateJob, QueryStatus
@@ -77,21 +78,23 @@ class _Watch:
             self.queries.transition(self.query_id, answer=gen.text)
 
 
-def _wanted(queries: QueryRecords, query_id: str) -> bool:
-    return not queries.expire_if_overdue(query_id) and queries.is_active(query_id)
+def _wanted(queries: QueryRecords, query_id: str, raw: dict[str, str] | None = None) -> bool:
+    raw = queries.raw(query_id) if raw is None else raw
+    return bool(raw) and raw["status"] not in queries.terminal \
+        and not queries.expire_if_overdue(query_id, raw=raw)
 
 
 def generate(payload: dict[str, Any]) -> None:
     job = GenerateJob.model_validate(payload)
     res = _res()
     queries = res.queries
-    if not _wanted(queries, job.query_id):
+    raw = queries.raw(job.query_id)
+    if not _wanted(queries, job.query_id, raw):
         metrics.JOBS.labels("generate", "skipped").inc()
         return
     if not job.chunks:  # nothing relevant: answered without the engine, no slot needed
         _run(res, job, None)
         return
-    raw = queries.raw(job.query_id)
     deadline = float(raw.get("queue_deadline")
                      or time.time() + res.settings.generator_queue_timeout)
     got = dispatch.acquire(res.pool, deadline, lambda: _wanted(queries, job.query_id))
@@ -103,19 +106,18 @@ def generate(payload: dict[str, Any]) -> None:
         return
     choice, lease = got
     with lease:
-        _gauge(choice)
+        _gauge(choice, lease)
         _run(res, job, choice)
-    _gauge(choice)
+    _gauge(choice, lease)
 
 
-def _gauge(choice: dispatch.EngineSlot) -> None:
-    metrics.GENERATOR_INFLIGHT.labels(choice.slots.url).set(choice.slots.in_flight())
+def _gauge(choice: dispatch.EngineSlot, lease: Lease) -> None:
+    metrics.GENERATOR_INFLIGHT.labels(choice.slots.url).set(lease.in_flight)
     metrics.GENERATOR_CAPACITY.labels(choice.slots.url).set(choice.slots.cap)
 
 
 def _run(res: Resources, job: GenerateJob, choice: dispatch.EngineSlot | None) -> None:
     queries, s = res.queries, res.settings
-    queries.left_queue(job.query_id)
     started = stages.start(queries, job.query_id, "generate", QueryStatus.GENERATING)
     if started is None:
         return
@@ -135,10 +137,11 @@ def _run(res: Resources, job: GenerateJob, choice: dispatch.EngineSlot | None) -
             break
         time.sleep(s.generator_retry_backoff * 2 ** attempt)
         attempt += 1
-    took = stages.done(queries, job.query_id, "generate", started, outcome.status.value)
+    took = stages.done("generate", started, outcome.status.value)
     queries.finish(job.query_id, outcome.status, outcome.error, answer=outcome.answer,
                    citations=outcome.citations, usage=outcome.usage,
-                   trust=outcome.trust.as_dict() if outcome.trust else None)
+                   trust=outcome.trust.as_dict() if outcome.trust else None,
+                   t_generate=took * 1000)
     metrics.QUERIES.labels(outcome.status.value).inc()
     metrics.GENERATED_TOKENS.inc(outcome.usage["completion_tokens"])
     metrics.PROMPT_TOKENS.inc(outcome.usage["prompt_tokens"])

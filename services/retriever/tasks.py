@@ -56,18 +56,23 @@ def _res() -> Resources:
 def retrieve(payload: dict[str, Any]) -> None:
     job = RetrieveJob.model_validate(payload)
     res = _res()
-    started = stages.start(res.queries, job.query_id, "retrieve", QueryStatus.RETRIEVING)
+    started = stages.start(res.queries, job.query_id, "retrieve", QueryStatus.RETRIEVING,
+                           carried=job.timings_ms)
     if started is None:
         return
     chunks = core.retrieve(res.store, job.params.collection, job.vector, job.params.top_k,
                            res.settings.retrieval_score_threshold)
-    stages.done(res.queries, job.query_id, "retrieve", started)
+    took = stages.done("retrieve", started)
     next_job = GenerateJob(query_id=job.query_id, question=job.question, params=job.params,
                            chunks=chunks)
     # From here the query waits for a generation slot, for at most the queue timeout.
-    if res.queries.wait_for_generation(job.query_id, res.settings.generator_queue_timeout):
-        enqueue(res.connection, Tasks.GENERATE, next_job,
-                job_timeout=res.settings.generate_job_timeout)
+    with res.connection.pipeline() as pipe:
+        pipe.multi()
+        if res.queries.wait_for_generation(job.query_id, res.settings.generator_queue_timeout,
+                                           pipe, t_retrieve=took * 1000):
+            enqueue(res.connection, Tasks.GENERATE, next_job,
+                    job_timeout=res.settings.generate_job_timeout, pipeline=pipe)
+            pipe.execute()
 
 
 def index_document(payload: dict[str, Any]) -> None:

@@ -38,8 +38,9 @@ def generator_processes(redis_url: str, tmp_path: Path) -> Iterator[Callable[...
                               tmp_path / f"generator{len(started) + i}.log", env_i).start())
         started.extend(procs)
         client = redis.Redis.from_url(redis_url)
-        wait_until(lambda: len(health.workers(client, "generator")) >= len(started), 60,
-                   "generators", procs)
+        names = {f"generator-test-{len(started) - len(procs) + i}" for i in range(replicas)}
+        wait_until(lambda: names <= {w["worker"] for w in health.workers(client, "generator")},
+                   60, "generators", procs)
         client.close()
         return procs
 
@@ -54,9 +55,13 @@ def submit(client: redis.Redis, queue_timeout: float, question: str = "How many 
     queries = QueryRecords(client, 3600)
     params = QueryParams(top_k=1, collection="handbook", max_tokens=max_tokens, temperature=0)
     query_id = queries.create(owner_of(KEY_A), question, params, deadline=600)
-    assert queries.wait_for_generation(query_id, queue_timeout)
-    enqueue(client, Tasks.GENERATE, GenerateJob(query_id=query_id, question=question,
-                                                params=params, chunks=CHUNKS), job_timeout=300)
+    with client.pipeline() as pipe:
+        pipe.multi()
+        assert queries.wait_for_generation(query_id, queue_timeout, pipe)
+        enqueue(client, Tasks.GENERATE, GenerateJob(query_id=query_id, question=question,
+                                                    params=params, chunks=CHUNKS),
+                job_timeout=300, pipeline=pipe)
+        pipe.execute()
     return query_id
 
 
