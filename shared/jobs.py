@@ -194,6 +194,9 @@ class Chunk(_Strict):
 
 class GenerateJob(EmbedQueryJob):
     chunks: list[Chunk]
+    # When the query's wait for a generation slot ends (epoch seconds; 0: the generator's
+    # queue timeout from when it takes the job).
+    queue_deadline: float = 0.0
 
 
 class EmbedDocumentJob(_Strict):

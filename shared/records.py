@@ -186,17 +186,19 @@ class QueryRecords(Records):
                     maxlen=10000, approximate=True)
 
     def wait_for_generation(self, query_id: str, timeout_s: float, pipe: Pipeline,
-                            **fields: Any) -> bool:
+                            **fields: Any) -> float | None:
         """The query now waits for a generation slot, for at most `timeout_s` (and `fields`
-        are written). When that applies, `pipe` gets what enters it in the queue of waiting
-        queries: the caller sends it with the job that will run the generation."""
+        are written); returns when its wait ends, or None when the query ended already.
+        `pipe` gets what enters it in the queue of waiting queries: the caller sends it with
+        the job that will run the generation."""
         now = time.time()
-        applied = self.transition(query_id, QueryStatus.QUEUED.value, queue_stage="generate",
-                                  queued_since=now, queue_deadline=now + timeout_s, **fields)
-        if applied:
-            pipe.zremrangebyscore(self.waiting_key, "-inf", now - 24 * 3600)
-            pipe.zadd(self.waiting_key, {query_id: now})
-        return applied
+        deadline = now + timeout_s
+        if not self.transition(query_id, QueryStatus.QUEUED.value, queue_stage="generate",
+                               queued_since=now, queue_deadline=deadline, **fields):
+            return None
+        pipe.zremrangebyscore(self.waiting_key, "-inf", now - 24 * 3600)
+        pipe.zadd(self.waiting_key, {query_id: now})
+        return deadline
 
     def left_queue(self, query_id: str) -> None:
         self.r.zrem(self.waiting_key, query_id)

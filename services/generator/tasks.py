@@ -78,28 +78,27 @@ class _Watch:
             self.queries.transition(self.query_id, answer=gen.text)
 
 
-def _wanted(queries: QueryRecords, query_id: str, raw: dict[str, str] | None = None) -> bool:
-    raw = queries.raw(query_id) if raw is None else raw
+def _wanted(queries: QueryRecords, query_id: str) -> bool:
+    raw = queries.raw(query_id)
     return bool(raw) and raw["status"] not in queries.terminal \
         and not queries.expire_if_overdue(query_id, raw=raw)
 
 
 def generate(payload: dict[str, Any]) -> None:
+    """Whether the query is still wanted is known once its stage starts (stages.start): a
+    free slot is taken first, so a query that finds one reaches the engine with two round
+    trips to Redis, and one that ended meanwhile gives its slot straight back."""
     job = GenerateJob.model_validate(payload)
     res = _res()
     queries = res.queries
-    raw = queries.raw(job.query_id)
-    if not _wanted(queries, job.query_id, raw):
-        metrics.JOBS.labels("generate", "skipped").inc()
-        return
     if not job.chunks:  # nothing relevant: answered without the engine, no slot needed
         _run(res, job, None)
         return
-    deadline = float(raw.get("queue_deadline")
-                     or time.time() + res.settings.generator_queue_timeout)
+    deadline = job.queue_deadline or time.time() + res.settings.generator_queue_timeout
     got = dispatch.acquire(res.pool, deadline, lambda: _wanted(queries, job.query_id))
     if got is None:
-        if queries.finish(job.query_id, QueryStatus.TIMED_OUT, queue_timeout_error(
+        raw = queries.raw(job.query_id)
+        if raw and queries.finish(job.query_id, QueryStatus.TIMED_OUT, queue_timeout_error(
                 time.time() - float(raw.get("queued_since") or raw["created_at"]))):
             metrics.GENERATOR_QUEUE_TIMEOUTS.inc()
             metrics.QUERIES.labels("timed_out").inc()

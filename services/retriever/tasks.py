@@ -63,13 +63,14 @@ def retrieve(payload: dict[str, Any]) -> None:
     chunks = core.retrieve(res.store, job.params.collection, job.vector, job.params.top_k,
                            res.settings.retrieval_score_threshold)
     took = stages.done("retrieve", started)
-    next_job = GenerateJob(query_id=job.query_id, question=job.question, params=job.params,
-                           chunks=chunks)
     # From here the query waits for a generation slot, for at most the queue timeout.
     with res.connection.pipeline() as pipe:
         pipe.multi()
-        if res.queries.wait_for_generation(job.query_id, res.settings.generator_queue_timeout,
-                                           pipe, t_retrieve=took * 1000):
+        deadline = res.queries.wait_for_generation(
+            job.query_id, res.settings.generator_queue_timeout, pipe, t_retrieve=took * 1000)
+        if deadline is not None:
+            next_job = GenerateJob(query_id=job.query_id, question=job.question,
+                                   params=job.params, chunks=chunks, queue_deadline=deadline)
             enqueue(res.connection, Tasks.GENERATE, next_job,
                     job_timeout=res.settings.generate_job_timeout, pipeline=pipe)
             pipe.execute()

@@ -57,9 +57,11 @@ def submit(client: redis.Redis, queue_timeout: float, question: str = "How many 
     query_id = queries.create(owner_of(KEY_A), question, params, deadline=600)
     with client.pipeline() as pipe:
         pipe.multi()
-        assert queries.wait_for_generation(query_id, queue_timeout, pipe)
+        deadline = queries.wait_for_generation(query_id, queue_timeout, pipe)
+        assert deadline is not None
         enqueue(client, Tasks.GENERATE, GenerateJob(query_id=query_id, question=question,
-                                                    params=params, chunks=CHUNKS),
+                                                    params=params, chunks=CHUNKS,
+                                                    queue_deadline=deadline),
                 job_timeout=300, pipeline=pipe)
         pipe.execute()
     return query_id
