@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import redis
 
 from bench import report
 from bench.load import drive
@@ -54,6 +55,15 @@ QUESTIONS = ["How many days of annual leave do I get?", "What is the hotel cap i
 class Mesh:
     api_url: str
     procs: list[Proc]
+    redis_url: str
+
+    def redis_commands(self) -> int:
+        """Commands Valkey has run so far (those inside scripts and transactions included)."""
+        client = redis.Redis.from_url(self.redis_url)
+        try:
+            return sum(int(v["calls"]) for v in client.info("commandstats").values())
+        finally:
+            client.close()
 
     def cpu_seconds(self) -> dict[str, float]:
         """CPU time each kind of process has used so far (a measure no other load skews)."""
@@ -103,7 +113,7 @@ def mesh(state: Path, replicas: int = 1, stage_ms: str = "") -> Iterator[Mesh]:
                 return False
 
         wait_until(ready, 60, "bench mesh", procs, interval=0.2)
-        yield Mesh(url, procs)
+        yield Mesh(url, procs, redis_url)
     finally:
         for proc in reversed(procs):
             proc.stop(grace=5)
@@ -166,19 +176,21 @@ LEVELS = (1, 4, 16)
 def _compare(m: Mesh, inproc: InProcess, per_level: int, rounds: int) -> dict[int, dict]:
     """Mesh and in-process rounds, alternating, at each concurrency."""
     results: dict[int, dict[str, list]] = {c: {"mesh": [], "mesh_qps": [], "inproc": [],
-                                               "inproc_qps": [], "timings": [], "cpu": []}
+                                               "inproc_qps": [], "timings": [], "cpu": [],
+                                               "commands": []}
                                            for c in LEVELS}
     drive(m.api_url, KEY, QUESTIONS, 4, 40)  # warm-up: imports, connections, scripts
     inproc.drive(4, 40)
     for _ in range(rounds):
         for c in LEVELS:
             n = per_level if c > 1 or not inproc.delays else per_level // 4
-            before = m.cpu_seconds()
+            before, commands = m.cpu_seconds(), m.redis_commands()
             run = drive(m.api_url, KEY, QUESTIONS, c, n)
             after = m.cpu_seconds()
+            r = results[c]
+            r["commands"].append((m.redis_commands() - commands) / n)
             if run.succeeded != n:
                 raise RuntimeError(f"queries did not all succeed: {run.outcomes()}")
-            r = results[c]
             r["cpu"].append({k: (after[k] - before[k]) / n * 1000 for k in after})
             r["mesh"] += run.latencies
             r["mesh_qps"].append(run.qps)
@@ -219,6 +231,7 @@ def _figures(results: dict[int, dict], prefix: str) -> dict[str, float]:
         for stage in ("embed", "retrieve", "generate"):
             f[p + f"{stage}_queue_p50_ms"] = report.pct(
                 [t.get(f"{stage}_queued", 0.0) for t in r["timings"]], 50)
+        f[p + "redis_commands_per_query"] = report.median(r["commands"])
         for kind in r["cpu"][0]:
             f[p + f"cpu_ms_per_query_{kind}"] = report.median([x[kind] for x in r["cpu"]])
     return f
@@ -246,8 +259,9 @@ def _cpu_table(f: dict[str, float], prefix: str) -> str:
     for c in LEVELS:
         p = f"{prefix}c{c}_cpu_ms_per_query_"
         rows.append([c, *(f"{f[p + k]:.2f}" for k in kinds),
-                     f"{sum(f[p + k] for k in kinds):.2f}"])
-    return report.table(["concurrency", *kinds, "total"], rows)
+                     f"{sum(f[p + k] for k in kinds):.2f}",
+                     f"{f[f'{prefix}c{c}_redis_commands_per_query']:.0f}"])
+    return report.table(["concurrency", *kinds, "total", "Redis commands per query"], rows)
 
 
 def _summarise(instant: dict[int, dict], timed: dict[int, dict], replicas: int,
