@@ -209,10 +209,12 @@ def start_milvus_lite(data_dir: Path, log_path: Path) -> tuple[Proc, str]:
     """A Milvus Lite server over `data_dir` on a free port: (its process, its URI).
 
     One server owns the data, so several processes (workers, the benchmark) can share it.
+    It is Milvus Lite's own server with the retriever's faster search path
+    (services/retriever/lite.py).
     """
     data_dir.parent.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    argv = [sys.executable, "-m", "milvus_lite", "server", "--data-dir", str(data_dir),
+    argv = [sys.executable, "-m", "services.retriever.lite", "server", "--data-dir", str(data_dir),
             "--host", "127.0.0.1", "--port", str(port)]
     proc = Proc("milvus", argv, log_path).start()
     wait_until(lambda: _tcp_open(port), 60, "milvus lite", [proc])

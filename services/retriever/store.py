@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from services.retriever import lite
 from shared.jobs import Chunk, IndexedChunk
 
 _FIELDS = ["doc_key", "document_id", "chunk_id", "source", "text"]
@@ -18,6 +19,10 @@ def _quote(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def _doc_filter(doc_key: str) -> str:
+    return f"doc_key == {_quote(doc_key)}"
+
+
 class MilvusStore:
     """pymilvus' MilvusClient behind the few operations ragmesh needs.
 
@@ -27,9 +32,16 @@ class MilvusStore:
     def __init__(self, uri: str, token: str | None = None) -> None:
         from pymilvus import MilvusClient  # noqa: PLC0415 (heavy import)
 
-        if "://" not in uri:  # Milvus Lite wants the folder of its file to exist
+        if "://" not in uri:  # pymilvus runs Milvus Lite over the file in this process
             Path(uri).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
+            lite.install()
         self.client = MilvusClient(uri=uri, token=token or "")
+        # Milvus Lite searches rows written since its last flush by converting each one to
+        # Python, every search, and deletes by filter the same way: at 20,000 such rows a
+        # search takes over a second (bench/retrieval.py). So on Milvus Lite every write is
+        # flushed, which also gets the rows indexed. Milvus itself seals and indexes
+        # segments on its own, and a flush per write would only leave it small segments.
+        self.is_lite = str(self.client.get_server_version()).startswith("milvus_lite")
         self._ready: set[str] = set()
         self._lock = threading.Lock()
 
@@ -71,17 +83,23 @@ class MilvusStore:
             self.delete_document([collection], doc_key)
             return 0
         self._ensure(collection, len(chunks[0].vector))
-        self.delete_document([collection], doc_key)
+        self.client.delete(collection, filter=_doc_filter(doc_key))
         rows = [{"id": f"{doc_key}#{c.chunk_id}", "doc_key": doc_key, "document_id": document_id,
                  "chunk_id": c.chunk_id, "source": source, "text": c.text, "vector": c.vector}
                 for c in chunks]
         self.client.insert(collection, rows)
+        self._flush(collection)
         return len(rows)
 
     def delete_document(self, collections: Sequence[str], doc_key: str) -> None:
         for collection in collections:
             if self.exists(collection):
-                self.client.delete(collection, filter=f"doc_key == {_quote(doc_key)}")
+                self.client.delete(collection, filter=_doc_filter(doc_key))
+                self._flush(collection)
+
+    def _flush(self, collection: str) -> None:
+        if self.is_lite:
+            self.client.flush(collection)
 
     def search(self, collection: str, vector: Sequence[float], top_k: int) -> list[Chunk]:
         if not self.exists(collection):
