@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import tempfile
 import time
@@ -34,8 +35,9 @@ import numpy as np
 
 from ragmesh.mesh import start_milvus_lite
 from services.retriever import core
-from services.retriever.store import MilvusStore
+from services.retriever.store import Index, MilvusStore
 from shared.jobs import IndexedChunk
+from shared.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 DIM = 384  # all-MiniLM-L6-v2
@@ -131,19 +133,31 @@ def _segments_indexed(data_dir: Path) -> tuple[bool, tuple[str, ...]]:
     return done, tuple(sorted(files))
 
 
-def wait_indexed(data_dir: Path, timeout: float, report: Callable[[str], None]) -> float:
-    """Until every segment is indexed and compaction has settled (the same files twice)."""
+def _cpu_seconds(pid: int) -> float:
+    """CPU time a process has used so far (Linux); 0 where /proc cannot tell."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wait_indexed(data_dir: Path, pid: int, timeout: float,
+                 report: Callable[[str], None]) -> float:
+    """Until every segment is indexed and the server is idle: compaction, which runs in the
+    background after a flush and may merge segments into a new one not yet indexed, is
+    over when the server stops using CPU."""
     started = time.perf_counter()
-    previous: tuple[str, ...] = ()
+    cpu = _cpu_seconds(pid)
     while time.perf_counter() - started < timeout:
+        time.sleep(2.0)
+        used, cpu = _cpu_seconds(pid) - cpu, _cpu_seconds(pid)
         try:
-            done, files = _segments_indexed(data_dir)
+            done, _ = _segments_indexed(data_dir)
         except (OSError, ValueError):  # the manifest is being replaced
-            done, files = False, ()
-        if done and files == previous:
+            done = False
+        if done and used < 0.1:
             return time.perf_counter() - started
-        previous = files
-        time.sleep(1.0)
     report(f"  indexes not settled after {timeout:.0f} s; measuring anyway")
     return time.perf_counter() - started
 
@@ -255,11 +269,11 @@ def markdown(result: dict[str, Any]) -> str:
 
 
 @contextmanager
-def milvus_lite(data_dir: Path) -> Iterator[str]:
-    """A Milvus Lite server over `data_dir`, started the way the mesh starts it."""
+def milvus_lite(data_dir: Path) -> Iterator[tuple[str, int]]:
+    """A Milvus Lite server over `data_dir`, started the way the mesh starts it: (URI, pid)."""
     proc, uri = start_milvus_lite(data_dir, data_dir.parent / "milvus.log")
     try:
-        yield uri
+        yield uri, proc.pid or 0
     finally:
         proc.stop()
 
@@ -277,10 +291,10 @@ def run(out_dir: Path, quick: bool = False, chunks: int | None = None,
     corpus = make_corpus(chunks, queries)
     with tempfile.TemporaryDirectory(prefix="ragmesh-bench-") as tmp:
         data_dir = Path(tmp) / "milvus.db"
-        with milvus_lite(data_dir) as uri:
-            store = MilvusStore(uri)
+        with milvus_lite(data_dir) as (uri, pid):
+            store = MilvusStore(uri, index=Index.from_settings(Settings()))
             build_s = build(store, corpus, doc_chunks, report)
-            wait_s = wait_indexed(data_dir, 600, report)
+            wait_s = wait_indexed(data_dir, pid, 600, report)
             report(f"  indexes settled after {wait_s:.1f} s; measuring")
             raw = measure(store, corpus)
             store.client.close()
