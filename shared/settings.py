@@ -132,8 +132,8 @@ class Settings(BaseSettings):
         "parameters of that index (HNSW: M, efConstruction; IVF_FLAT: nlist). See \"Vector "
         "index\" below.")
     vectorstore_search_params: dict[str, Any] = Field(
-        default_factory=lambda: {"ef": 64}, description="Search parameters (HNSW: ef, raised "
-        "to top_k when smaller; IVF_FLAT: nprobe).")
+        default_factory=lambda: {"ef": 128}, description="Search parameters (HNSW: ef, "
+        "raised to top_k when smaller; IVF_FLAT: nprobe). See \"Vector index\" below.")
 
     # --- retrieval
     retrieval_top_k: int = Field(6, ge=1, le=50, description="Chunks retrieved per question.")

@@ -24,12 +24,12 @@ def _quote(value: str) -> str:
 @dataclass(frozen=True)
 class Index:
     """The vector index of new collections and the parameters of every search
-    (settings.vectorstore_index_*; the defaults are Milvus Lite's AUTOINDEX, made explicit
-    so that Milvus standalone builds and searches the same HNSW)."""
+    (settings.vectorstore_*; the defaults build Milvus Lite's AUTOINDEX graph, made explicit
+    so that Milvus standalone builds and searches the same HNSW, with a wider search)."""
 
     type: str = "HNSW"
     params: Mapping[str, Any] = field(default_factory=lambda: {"M": 16, "efConstruction": 200})
-    search_params: Mapping[str, Any] = field(default_factory=lambda: {"ef": 64})
+    search_params: Mapping[str, Any] = field(default_factory=lambda: {"ef": 128})
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Index:

@@ -10,10 +10,10 @@ from shared.settings import Settings
 pytestmark = pytest.mark.unit
 
 
-def test_default_index_is_milvus_lites_autoindex_written_out() -> None:
+def test_default_index_is_milvus_lites_autoindex_graph_searched_wider() -> None:
     index = Index.from_settings(Settings())
     assert (index.type, dict(index.params)) == ("HNSW", {"M": 16, "efConstruction": 200})
-    assert index.search(6) == {"ef": 64}
+    assert index.search(6) == {"ef": 128}
 
 
 def test_hnsw_ef_is_raised_to_top_k_and_other_params_pass_as_they_are() -> None:
