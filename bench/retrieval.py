@@ -214,6 +214,7 @@ def summarise(raw: dict[str, Any]) -> dict[str, float]:
 
 def plot(raw: dict[str, Any], out_dir: Path, label: str) -> list[str]:
     import matplotlib  # noqa: PLC0415 (only for the report)
+    import matplotlib.ticker  # noqa: PLC0415
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # noqa: PLC0415
@@ -224,6 +225,8 @@ def plot(raw: dict[str, Any], out_dir: Path, label: str) -> list[str]:
         ms = np.sort(np.asarray(raw[key]) * 1000)
         ax.plot(ms, np.arange(1, ms.size + 1) / ms.size, label=name)
     ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_xlabel("search latency (ms, log scale)")
     ax.set_ylabel("share of queries")
     ax.set_title(f"Top-10 search latency, {label}")
