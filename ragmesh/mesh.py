@@ -101,17 +101,11 @@ class Mesh:
             self.env["RAGMESH_VECTORSTORE_URI"] = uri
             self.report(f"milvus: using {uri}")
             return
-        # One Milvus Lite server owns the file, so several processes can share it.
         path = Path(uri).resolve()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        port = free_port()
-        argv = [sys.executable, "-m", "milvus_lite", "server", "--data-dir", str(path),
-                "--host", "127.0.0.1", "--port", str(port)]
-        proc = Proc("milvus", argv, self.logs / "milvus.log").start()
+        proc, url = start_milvus_lite(path, self.logs / "milvus.log")
         self.procs["milvus"] = proc
-        wait_until(lambda: _tcp_open(port), 60, "milvus lite", [proc])
-        self.env["RAGMESH_VECTORSTORE_URI"] = f"http://127.0.0.1:{port}"
-        self.report(f"milvus: Milvus Lite on 127.0.0.1:{port} (data in {path})")
+        self.env["RAGMESH_VECTORSTORE_URI"] = url
+        self.report(f"milvus: Milvus Lite on {url.split('//')[1]} (data in {path})")
 
     def _start_engine(self) -> None:
         if not self.settings.engine_is_local:
@@ -209,6 +203,22 @@ class Mesh:
         for name in reversed(list(self.procs)):
             self.procs[name].stop(grace=15 if name in WORKERS else 10)
         self.procs.clear()
+
+
+def start_milvus_lite(data_dir: Path, log_path: Path) -> tuple[Proc, str]:
+    """A Milvus Lite server over `data_dir` on a free port: (its process, its URI).
+
+    One server owns the data, so several processes (workers, the benchmark) can share it.
+    It is Milvus Lite's own server with the retriever's faster search path
+    (services/retriever/lite.py).
+    """
+    data_dir.parent.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    argv = [sys.executable, "-m", "services.retriever.lite", "server", "--data-dir", str(data_dir),
+            "--host", "127.0.0.1", "--port", str(port)]
+    proc = Proc("milvus", argv, log_path).start()
+    wait_until(lambda: _tcp_open(port), 60, "milvus lite", [proc])
+    return proc, f"http://127.0.0.1:{port}"
 
 
 def _tcp_open(port: int) -> bool:

@@ -123,6 +123,17 @@ class Settings(BaseSettings):
     vectorstore_token: SecretStr | None = Field(None, description="Milvus token (user:password).")
     vectorstore_collection: str = Field("handbook", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,254}$",
                                         description="Default collection.")
+    vectorstore_index_type: str = Field("HNSW", description="Vector index of a new collection "
+                                        "(Milvus and Milvus Lite: HNSW, IVF_FLAT, FLAT, "
+                                        "AUTOINDEX). A collection keeps the index it was "
+                                        "created with.")
+    vectorstore_index_params: dict[str, Any] = Field(
+        default_factory=lambda: {"M": 16, "efConstruction": 200}, description="Build "
+        "parameters of that index (HNSW: M, efConstruction; IVF_FLAT: nlist). See \"Vector "
+        "index\" below.")
+    vectorstore_search_params: dict[str, Any] = Field(
+        default_factory=lambda: {"ef": 128}, description="Search parameters (HNSW: ef, "
+        "raised to top_k when smaller; IVF_FLAT: nprobe). See \"Vector index\" below.")
 
     # --- retrieval
     retrieval_top_k: int = Field(6, ge=1, le=50, description="Chunks retrieved per question.")

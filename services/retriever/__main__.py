@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from services.retriever import tasks
-from services.retriever.store import MilvusStore
+from services.retriever.store import Index, MilvusStore
 from shared.jobs import Queues
 from shared.logging import get_logger, setup_logging
 from shared.queue import connect
@@ -16,7 +16,7 @@ def main() -> None:
     setup_logging(settings.log_level, settings.log_json, service="retriever")
     get_logger("retriever").info("connecting_vector_store", uri=settings.milvus_uri)
     token = settings.vectorstore_token.get_secret_value() if settings.vectorstore_token else None
-    store = MilvusStore(settings.milvus_uri, token)
+    store = MilvusStore(settings.milvus_uri, token, Index.from_settings(settings))
     tasks.setup(tasks.Resources(settings=settings, connection=connect(settings), store=store))
 
     def ready() -> tuple[bool, str]:

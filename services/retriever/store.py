@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from services.retriever import lite
 from shared.jobs import Chunk, IndexedChunk
+from shared.settings import Settings
 
 _FIELDS = ["doc_key", "document_id", "chunk_id", "source", "text"]
 _MAX_TEXT_BYTES = 65535
@@ -18,18 +21,52 @@ def _quote(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+@dataclass(frozen=True)
+class Index:
+    """The vector index of new collections and the parameters of every search
+    (settings.vectorstore_*; the defaults build Milvus Lite's AUTOINDEX graph, made explicit
+    so that Milvus standalone builds and searches the same HNSW, with a wider search)."""
+
+    type: str = "HNSW"
+    params: Mapping[str, Any] = field(default_factory=lambda: {"M": 16, "efConstruction": 200})
+    search_params: Mapping[str, Any] = field(default_factory=lambda: {"ef": 128})
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Index:
+        return cls(settings.vectorstore_index_type, settings.vectorstore_index_params,
+                   settings.vectorstore_search_params)
+
+    def search(self, top_k: int) -> dict[str, Any]:
+        params = dict(self.search_params)
+        if "ef" in params:  # HNSW cannot return more than ef hits
+            params["ef"] = max(int(params["ef"]), top_k)
+        return params
+
+
+def _doc_filter(doc_key: str) -> str:
+    return f"doc_key == {_quote(doc_key)}"
+
+
 class MilvusStore:
     """pymilvus' MilvusClient behind the few operations ragmesh needs.
 
     `uri` is a Milvus server (http://host:19530) or a Milvus Lite file (*.db).
     """
 
-    def __init__(self, uri: str, token: str | None = None) -> None:
+    def __init__(self, uri: str, token: str | None = None, index: Index | None = None) -> None:
         from pymilvus import MilvusClient  # noqa: PLC0415 (heavy import)
 
-        if "://" not in uri:  # Milvus Lite wants the folder of its file to exist
+        if "://" not in uri:  # pymilvus runs Milvus Lite over the file in this process
             Path(uri).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
+            lite.install()
         self.client = MilvusClient(uri=uri, token=token or "")
+        # Milvus Lite searches rows written since its last flush by converting each one to
+        # Python, every search, and deletes by filter the same way: at 20,000 such rows a
+        # search takes over a second (bench/retrieval.py). So on Milvus Lite every write is
+        # flushed, which also gets the rows indexed. Milvus itself seals and indexes
+        # segments on its own, and a flush per write would only leave it small segments.
+        self.is_lite = str(self.client.get_server_version()).startswith("milvus_lite")
+        self.index = index or Index()
         self._ready: set[str] = set()
         self._lock = threading.Lock()
 
@@ -58,7 +95,8 @@ class MilvusStore:
         schema.add_field("text", DataType.VARCHAR, max_length=_MAX_TEXT_BYTES)
         schema.add_field("vector", DataType.FLOAT_VECTOR, dim=dim)
         index = self.client.prepare_index_params()
-        index.add_index(field_name="vector", index_type="AUTOINDEX", metric_type="COSINE")
+        index.add_index(field_name="vector", index_type=self.index.type, metric_type="COSINE",
+                        params=dict(self.index.params))
         self.client.create_collection(collection, schema=schema, index_params=index)
 
     def exists(self, collection: str) -> bool:
@@ -71,17 +109,23 @@ class MilvusStore:
             self.delete_document([collection], doc_key)
             return 0
         self._ensure(collection, len(chunks[0].vector))
-        self.delete_document([collection], doc_key)
+        self.client.delete(collection, filter=_doc_filter(doc_key))
         rows = [{"id": f"{doc_key}#{c.chunk_id}", "doc_key": doc_key, "document_id": document_id,
                  "chunk_id": c.chunk_id, "source": source, "text": c.text, "vector": c.vector}
                 for c in chunks]
         self.client.insert(collection, rows)
+        self._flush(collection)
         return len(rows)
 
     def delete_document(self, collections: Sequence[str], doc_key: str) -> None:
         for collection in collections:
             if self.exists(collection):
-                self.client.delete(collection, filter=f"doc_key == {_quote(doc_key)}")
+                self.client.delete(collection, filter=_doc_filter(doc_key))
+                self._flush(collection)
+
+    def _flush(self, collection: str) -> None:
+        if self.is_lite:
+            self.client.flush(collection)
 
     def search(self, collection: str, vector: Sequence[float], top_k: int) -> list[Chunk]:
         if not self.exists(collection):
@@ -89,7 +133,7 @@ class MilvusStore:
         self._ensure(collection, len(vector))
         hits: list[list[dict[str, Any]]] = self.client.search(
             collection, data=[list(vector)], limit=top_k, output_fields=_FIELDS,
-            search_params={"metric_type": "COSINE"})
+            search_params={"metric_type": "COSINE", "params": self.index.search(top_k)})
         return [Chunk(document_id=h["entity"]["document_id"], chunk_id=h["entity"]["chunk_id"],
                       source=h["entity"]["source"], text=h["entity"]["text"],
                       score=float(h["distance"])) for h in (hits[0] if hits else [])]

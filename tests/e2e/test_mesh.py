@@ -135,7 +135,7 @@ def test_up_ingest_ask_and_stop_cleanly(tmp_path: Path, tiny_model: Path) -> Non
     time.sleep(1)
     commands = " ".join(procs.values())
     # (RQ renames its workers' processes "rq:worker:<name>: …")
-    for part in ("valkey", "milvus_lite", "vllm.entrypoints", "services.api",
+    for part in ("valkey", "services.retriever.lite", "vllm.entrypoints", "services.api",
                  "worker:embedder", "worker:retriever", "worker:generator"):
         assert part in commands  # every component ran under `ragmesh up`...
     left = {pid: args for pid, args in procs.items() if _alive(pid)}
