@@ -6,6 +6,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
+import numpy as np
+
 from services.embedder.chunking import chunk_text
 from shared.jobs import EmbedDocumentJob, IndexDocumentJob, IndexedChunk
 
@@ -46,6 +48,8 @@ def embed(encoder: Encoder, texts: list[str], batch_size: int) -> list[list[floa
     """Unit-length vectors (the vector store searches by cosine similarity)."""
     vectors = encoder.encode(texts, batch_size=batch_size, normalize_embeddings=True,
                              convert_to_numpy=True, show_progress_bar=False)
+    if isinstance(vectors, np.ndarray):
+        return vectors.tolist()  # the same floats, without a Python loop per number
     return [[float(x) for x in v] for v in vectors]
 
 
