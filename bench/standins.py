@@ -109,10 +109,15 @@ def serve(stage: str) -> None:
     delays = stage_delays()
     if stage == "embedder":
         from services.embedder import tasks as embed_tasks  # noqa: PLC0415
+        from services.embedder.batching import BatchingEncoder  # noqa: PLC0415
 
-        embed_tasks.setup(embed_tasks.Resources(settings, connection,
-                                                InstantEncoder(delays.get("embed", 0))))
-        run_worker(settings, stage, [Queues.EMBED], lambda: (True, "stand-in"))
+        # As services/embedder/__main__.py runs it: lanes over one batching model thread.
+        encoder = BatchingEncoder(InstantEncoder(delays.get("embed", 0)),
+                                  max_batch=settings.embedding_batch_size,
+                                  max_chars=settings.embedding_batch_chars)
+        embed_tasks.setup(embed_tasks.Resources(settings, connection, encoder))
+        run_worker(settings, stage, [Queues.EMBED], lambda: (True, "stand-in"),
+                   lanes=settings.embedding_lanes)
     elif stage == "retriever":
         from services.retriever import tasks as retrieve_tasks  # noqa: PLC0415
 

@@ -21,6 +21,11 @@ STAGE_QUEUED = Histogram("ragmesh_stage_queued_seconds", "Time a job waited in a
 REJECTED = Counter("ragmesh_rejected_total", "Requests the API refused to protect the "
                    "mesh: rate_limited, overloaded (429), unavailable (503: Redis "
                    "unreachable).", ["reason"])
+# The embedder's dynamic batching: texts per encode call, questions and chunks of several
+# jobs together (1 everywhere: nothing is batched, the lanes take turns at the model).
+EMBED_BATCH_TEXTS = Histogram("ragmesh_embed_batch_texts", "Texts encoded together in one "
+                              "call of the embedding model.",
+                              buckets=(1, 2, 4, 8, 16, 24, 32, 48, 64, 128, 256))
 QUEUE_DEPTH = Gauge("ragmesh_queue_depth", "Jobs waiting per queue.", ["queue"])
 GENERATED_TOKENS = Counter("ragmesh_generated_tokens_total", "Completion tokens generated.")
 PROMPT_TOKENS = Counter("ragmesh_prompt_tokens_total", "Prompt tokens sent to the engine.")

@@ -89,8 +89,11 @@ def reap(client: redis.Redis, result_ttl: int, stage_timeout: int) -> int:
             job_id = raw_id.decode()
             if client.exists(lease_key(job_id)):
                 continue
+            # A job that ended since ZRANGE has no lease either: `end` took it out of the
+            # set in the same step, so only a job still in it has lost its worker.
+            if not client.zrem(INFLIGHT, job_id):
+                continue
             _recover(client, job_id, result_ttl, stage_timeout)
-            client.zrem(INFLIGHT, job_id)
             handled += 1
     finally:
         client.delete(f"{PREFIX}:reaper")

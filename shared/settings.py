@@ -113,9 +113,22 @@ class Settings(BaseSettings):
                                  "a path, a hub name, or all-MiniLM-L6-v2 for the bundled copy.")
     embedding_device: str = Field("cpu", description="torch device for the embedder.")
     embedding_threads: int = Field(0, ge=0, le=256, description="torch threads of the embedder "
-                                   "(0: torch's default). `ragmesh up` leaves the core its local "
-                                   "engine is pinned to.")
-    embedding_batch_size: int = Field(32, ge=1, le=1024, description="Chunks per encode call.")
+                                   "(0: all its cores but one, which the lanes' queue work needs; "
+                                   "at least 1). `ragmesh up` leaves the core its local engine is "
+                                   "pinned to.")
+    embedding_batch_size: int = Field(32, ge=1, le=1024, description="Most texts in one encode "
+                                      "call: questions and chunks of the jobs that wait are "
+                                      "encoded together up to this; a larger document goes in "
+                                      "pieces, questions in between.")
+    embedding_batch_chars: int = Field(4000, ge=1, description="Most characters in one encode "
+                                       "call, so a question waits behind a short piece of a "
+                                       "document; a single longer text still goes, alone. On "
+                                       "CPU a dozen 300-character chunks already encode at full "
+                                       "speed.")
+    embedding_lanes: int = Field(32, ge=1, le=256, description="Embedding jobs one embedder "
+                                 "process takes at once (RQ workers in threads): their texts "
+                                 "share encode calls. 1: one job at a time, nothing batched "
+                                 "across jobs.")
 
     # --- vector store
     vectorstore_uri: str = Field("", description="Milvus URI (http://host:19530) or a Milvus Lite "

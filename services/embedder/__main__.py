@@ -1,8 +1,10 @@
-"""`python -m services.embedder`: load the model once, then serve the embed queue."""
+"""`python -m services.embedder`: load the model once, then serve the embed queue with
+`embedding_lanes` lanes whose texts are encoded together (services/embedder/batching.py)."""
 
 from __future__ import annotations
 
 from services.embedder import core, tasks
+from services.embedder.batching import BatchingEncoder
 from shared.jobs import Queues
 from shared.logging import get_logger, setup_logging
 from shared.queue import connect
@@ -17,12 +19,15 @@ def main() -> None:
     log.info("loading_model", model=settings.embedding_model, device=settings.embedding_device)
     encoder = core.load_encoder(settings.embedding_model, settings.embedding_device,
                                 settings.embedding_threads)
-    tasks.setup(tasks.Resources(settings=settings, connection=connect(settings), encoder=encoder))
+    batching = BatchingEncoder(encoder, max_batch=settings.embedding_batch_size,
+                               max_chars=settings.embedding_batch_chars)
+    tasks.setup(tasks.Resources(settings=settings, connection=connect(settings),
+                                encoder=batching))
 
     def ready() -> tuple[bool, str]:
         return True, f"model {settings.embedding_model} loaded"
 
-    run_worker(settings, "embedder", [Queues.EMBED], ready)
+    run_worker(settings, "embedder", [Queues.EMBED], ready, lanes=settings.embedding_lanes)
 
 
 if __name__ == "__main__":

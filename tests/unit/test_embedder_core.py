@@ -1,12 +1,13 @@
-"""services/embedder/core.py: which model a name resolves to."""
+"""services/embedder/core.py: which model a name resolves to, how many torch threads."""
 
 from __future__ import annotations
 
+import os
 import sys
 
 import pytest
 
-from services.embedder.core import resolve_model
+from services.embedder.core import resolve_model, torch_threads
 
 pytestmark = pytest.mark.unit
 
@@ -24,3 +25,11 @@ def test_without_the_bundled_copy_the_hub_name_is_kept(monkeypatch: pytest.Monke
 
 def test_other_names_pass_through():
     assert resolve_model("BAAI/bge-small-en-v1.5") == "BAAI/bge-small-en-v1.5"
+
+
+def test_threads_leave_a_core_for_the_lanes(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    assert torch_threads(0) == 3
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})
+    assert torch_threads(0) == 1
+    assert torch_threads(2) == 2  # set explicitly: as set
