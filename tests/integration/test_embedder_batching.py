@@ -20,7 +20,15 @@ from ragmesh.procs import Proc, free_port, wait_until
 from services.embedder.chunking import chunk_text
 from services.embedder.core import embed
 from shared import health
-from shared.jobs import EmbedDocumentJob, EmbedQueryJob, QueryParams, Queues, Tasks
+from shared.jobs import (
+    EmbedDocumentJob,
+    EmbedQueryJob,
+    IndexDocumentJob,
+    QueryParams,
+    Queues,
+    RetrieveJob,
+    Tasks,
+)
 from shared.queue import enqueue, queue
 from shared.records import DocumentRecords, QueryRecords, owner_of
 from tests.conftest import KEY_A, ROOT
@@ -65,11 +73,14 @@ def batches(port: int) -> tuple[float, float, dict[float, float]]:
 
 
 def handed_on(client: redis.Redis, count: int) -> list[dict]:
-    """The payloads the embedder handed to the retriever, once there are `count`."""
+    """The payloads the embedder handed to the retriever, once there are `count`, as the
+    retriever reads them (vectors cross Redis as base64)."""
     retrieve = queue(client, Queues.RETRIEVE)
     wait_until(lambda: retrieve.count >= count, 180, "jobs handed on")
-    return [Job.fetch(job_id, connection=client, serializer=JSONSerializer).args[0]
-            for job_id in retrieve.job_ids]
+    payloads = [Job.fetch(job_id, connection=client, serializer=JSONSerializer).args[0]
+                for job_id in retrieve.job_ids]
+    return [(IndexDocumentJob if "chunks" in p else RetrieveJob).model_validate(p).model_dump()
+            for p in payloads]
 
 
 def test_questions_that_wait_together_are_encoded_together(embedder, redis_client, encoder):
@@ -88,7 +99,8 @@ def test_questions_that_wait_together_are_encoded_together(embedder, redis_clien
     for p in payloads:  # each its own vector, as encoded alone, within float noise
         [alone] = embed(encoder, [asked[p["query_id"]]], 32)
         np.testing.assert_allclose(p["vector"], alone, atol=2e-5)
-        assert "t_embed" in queries.raw(p["query_id"])  # the stage's bookkeeping was done
+        # The stage's bookkeeping was done: its start on the record, its time with the job.
+        assert "w_embed" in queries.raw(p["query_id"]) and p["timings_ms"]["embed"] > 0
     texts, calls, by_size = batches(embedder)
     assert texts == len(QUESTIONS)
     assert calls < len(QUESTIONS), "no two questions shared an encode call"

@@ -22,7 +22,9 @@ def running_job(client: redis.Redis, tracker: JobTracker) -> str:
     job = enqueue(client, Tasks.EMBED_QUERY, EmbedQueryJob(
         query_id="0" * 32, question="q", params=PARAMS), job_timeout=60)
     queue(client, Queues.EMBED).remove(job.id)
-    tracker.begin(job.id)
+    with client.pipeline() as pipe:  # as a worker takes it: in the job's start transaction
+        tracker.begin(job.id, pipe)
+        pipe.execute()
     return job.id
 
 
@@ -47,7 +49,9 @@ class EndsWhileReaped(redis.Redis):
 
     def exists(self, *names: Any) -> Any:
         while self.running:
-            self.tracker.end(self.running.pop())
+            with self.pipeline() as pipe:  # as a worker ends it: with RQ's bookkeeping
+                self.tracker.end(self.running.pop(), pipe)
+                pipe.execute()
         return super().exists(*names)
 
 
