@@ -107,6 +107,10 @@ class Settings(BaseSettings):
     # --- redis
     redis_url: SecretStr = Field(SecretStr("redis://127.0.0.1:6379/0"), description="Redis or "
                                  "Valkey URL, password included (redis://:PASSWORD@host:port/0).")
+    redis_appendfsync: Literal["always", "everysec", "no"] = Field(
+        "always", description="When the Valkey that `ragmesh up` starts writes its "
+        "append-only file to disk: always (every write it acknowledged survives a crash; "
+        "docs/faults.md measures the cost), everysec (up to a second of writes lost) or no.")
 
     # --- embedding
     embedding_model: str = Field("all-MiniLM-L6-v2", description="sentence-transformers model: "
