@@ -20,7 +20,8 @@ STAGE_QUEUED = Histogram("ragmesh_stage_queued_seconds", "Time a job waited in a
                          ["stage"], buckets=_LATENCY_BUCKETS)
 REJECTED = Counter("ragmesh_rejected_total", "Requests the API refused to protect the "
                    "mesh: rate_limited, overloaded (429), unavailable (503: Redis "
-                   "unreachable).", ["reason"])
+                   "unreachable), not_persisted (503: Redis could not write an accepted "
+                   "job to disk in time).", ["reason"])
 QUEUE_DEPTH = Gauge("ragmesh_queue_depth", "Jobs waiting per queue.", ["queue"])
 GENERATED_TOKENS = Counter("ragmesh_generated_tokens_total", "Completion tokens generated.")
 PROMPT_TOKENS = Counter("ragmesh_prompt_tokens_total", "Prompt tokens sent to the engine.")

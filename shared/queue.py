@@ -78,3 +78,25 @@ def on_job_failure(job: Job, connection: redis.Redis, exc_type: Any, exc: Any, t
     elif "doc_key" in payload:
         DocumentRecords(connection, ttl_seconds=0).transition(
             payload["doc_key"], DocumentStatus.FAILED.value, error=error.model_dump())
+
+
+DURABLE_MARK = "ragmesh:durable"
+
+
+def persisted(connection: redis.Redis, timeout_ms: int) -> bool:
+    """Whether everything written to Redis so far is in its append-only file on disk, waiting
+    up to `timeout_ms` (WAITAOF, Redis and Valkey 7.2+). True as well when Redis keeps no AOF
+    or cannot say: then there is nothing to wait for."""
+    # WAITAOF waits for this connection's own last write, and a write reaches the AOF after
+    # every write before it: one small write here covers the caller's, on any connection.
+    with connection.pipeline(transaction=False) as pipe:
+        pipe.incr(DURABLE_MARK)
+        pipe.execute_command("WAITAOF", 1, 0, timeout_ms)
+        try:
+            _, (local, _replicas) = pipe.execute()
+        except redis.ResponseError as exc:
+            message = str(exc).lower()
+            if "appendonly is disabled" in message or "unknown command" in message:
+                return True
+            raise
+    return int(local) >= 1

@@ -103,6 +103,12 @@ class Settings(BaseSettings):
     api_redis_timeout: float = Field(3.0, gt=0, description="Seconds the API waits for Redis to "
                                      "connect or answer before it gives up with 503 and "
                                      "Retry-After.")
+    api_durable_accept: bool = Field(True, description="Answer 202 only once Redis has the "
+                                     "new job in its append-only file on disk (WAITAOF), so a "
+                                     "Redis crash cannot lose an accepted query or document; "
+                                     "else 503. Nothing to wait for when Redis keeps no AOF. "
+                                     "Costs ~0.1 s per POST with appendfsync everysec, a few ms "
+                                     "with always (docs/faults.md).")
 
     # --- redis
     redis_url: SecretStr = Field(SecretStr("redis://127.0.0.1:6379/0"), description="Redis or "
