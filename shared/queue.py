@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import redis
@@ -23,7 +24,11 @@ def connect(settings: Settings, *, timeout: float | None = None) -> redis.Redis:
 
     `timeout`: for a client that must answer within a bound (the API): connect and read
     time out after that many seconds, and a failed command is tried once more, not redis-py's
-    ten times, so that an unreachable Redis costs a request about twice `timeout`."""
+    ten times, so that an unreachable Redis costs a request about twice `timeout`.
+
+    Without it (the workers), a command waits out a Redis restart: it is tried again for
+    about `worker_redis_retry_seconds` before it fails, so the job in hand goes on instead
+    of failing (and its worker with it)."""
     if timeout is not None:
         return redis.Redis.from_url(
             settings.redis_url.get_secret_value(),
@@ -37,8 +42,19 @@ def connect(settings: Settings, *, timeout: float | None = None) -> redis.Redis:
         socket_connect_timeout=5,
         socket_timeout=30,
         health_check_interval=15,
+        retry=Retry(ExponentialBackoff(cap=_BACKOFF_CAP_S, base=0.05),
+                    retries_for(settings.worker_redis_retry_seconds)),
         retry_on_timeout=True,
     )
+
+
+_BACKOFF_CAP_S = 1.0
+
+
+def retries_for(seconds: float) -> int:
+    """How many tries of a backoff that doubles from 50 ms up to a second take `seconds`
+    (the first five take about one and a half)."""
+    return 5 + math.ceil(max(0.0, seconds - 1.5) / _BACKOFF_CAP_S)
 
 
 def queue(connection: redis.Redis, name: Queues) -> Queue:

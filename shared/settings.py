@@ -222,6 +222,11 @@ class Settings(BaseSettings):
     # --- workers
     worker_name: str = Field("", description="Worker name (default: host + pid).")
     worker_heartbeat: int = Field(5, ge=1, description="Seconds between health heartbeats.")
+    worker_redis_retry_seconds: float = Field(30.0, ge=0, description="How long a worker "
+                                              "keeps retrying a Redis command while Redis is "
+                                              "unreachable (a restart) before the job in hand "
+                                              "fails (it is then run again or ended with a "
+                                              "code).")
 
     # --- observability
     metrics_port: int = Field(0, ge=0, le=65535, description="Port of an unauthenticated "
