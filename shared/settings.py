@@ -131,6 +131,10 @@ class Settings(BaseSettings):
     vectorstore_uri: str = Field("", description="Milvus URI (http://host:19530) or a Milvus Lite "
                                  "file (*.db). Empty: {state_dir}/milvus.db.")
     vectorstore_token: SecretStr | None = Field(None, description="Milvus token (user:password).")
+    vectorstore_retry_seconds: float = Field(30.0, ge=0, description="How long the retriever "
+                                             "keeps trying while the vector store is "
+                                             "unreachable (a restart) before the query or "
+                                             "document fails vectorstore_unavailable.")
     vectorstore_collection: str = Field("handbook", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,254}$",
                                         description="Default collection.")
 
