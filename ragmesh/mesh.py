@@ -233,7 +233,8 @@ class Mesh:
     def check(self) -> list[str]:
         """Restart every child that died (with the same command line: Valkey and Milvus Lite
         on their port, over their data); returns their names. Raises RuntimeError for one that
-        keeps dying."""
+        keeps dying. Call it from a thread that outlives the children: a child gets SIGTERM
+        when the thread that started it ends (PR_SET_PDEATHSIG, ragmesh.procs)."""
         restarted = []
         for name, proc in list(self.procs.items()):
             if proc.alive():
