@@ -186,14 +186,20 @@ class Settings(BaseSettings):
                                       "in tokens (the prompt asks for one to three sentences).")
     generator_temperature: float = Field(0.0, ge=0, le=2, description="Default temperature.")
     generator_timeout: float = Field(120.0, gt=0, description="Seconds one generation may take.")
-    generator_max_context_chars: int = Field(6000, ge=500, description="Context put in a prompt.")
+    generator_max_context_tokens: int = Field(1500, ge=100, description="Most tokens of "
+                                              "passages put in a prompt, counted by the "
+                                              "engine's tokenizer; fewer when the engine's "
+                                              "context, less the answer and the question, "
+                                              "leaves less.")
 
     engine_model_path: str = Field("", description="Model `ragmesh up` serves with its local "
                                    "vLLM engine; empty: SmolLM2 converted into the state folder.")
     engine_port: int = Field(8001, ge=0, le=65535, description="Port of the local engine.")
     engine_start_timeout: float = Field(600.0, gt=0, description="Seconds to wait for the local "
                                         "engine to load.")
-    engine_max_model_len: int = Field(2048, ge=256, description="Context length of the engine.")
+    engine_max_model_len: int = Field(2048, ge=256, description="Context length of the local "
+                                      "engine; for any engine, what the generator assumes "
+                                      "until the engine tells its own (vLLM's /tokenize).")
 
     # --- query lifecycle
     query_max_question_chars: int = Field(4000, ge=1, description="Longest question accepted.")
