@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from bench.chaos.mesh import ChaosMesh
+from shared.jobs import Queues
 
 
 @dataclass(frozen=True)
@@ -45,8 +46,23 @@ def _storage(name: str, sig: signal.Signals, everysec: bool = False) -> Callable
     return inject
 
 
+def _generating(mesh: ChaosMesh, within_s: float = 15.0) -> bool:
+    """Wait (a little) until a generation is running: the job a kill costs the most."""
+    client = mesh.redis()
+    try:
+        deadline = time.monotonic() + within_s
+        while time.monotonic() < deadline:
+            if client.zcard(f"rq:wip:{Queues.GENERATE.value}"):
+                return True
+            time.sleep(0.01)
+        return False
+    finally:
+        client.close()
+
+
 def _workers(*services: str) -> Callable[..., None]:
     def inject(mesh: ChaosMesh, timing: Timing) -> None:
+        _generating(mesh)
         names = [n for service in services for n in mesh.workers(service)]
         procs = [mesh.mesh.procs[n].popen for n in names]
         for popen in procs:  # all at once: none of them gets to hand anything on
@@ -77,7 +93,8 @@ FAULTS = [
     Fault("milvus_restart", "Milvus Lite stopped cleanly (SIGTERM) under load, restarted",
           False, _storage("milvus", signal.SIGTERM)),
     Fault("workers_sigkill", "every worker (embedder, retriever, generator and their "
-          "replicas) SIGKILLed at once under load, restarted by the supervisor", True,
+          "replicas) SIGKILLed at once under load, while a generation runs; restarted by the "
+          "supervisor", True,
           _workers("embedder", "retriever", "generator")),
 ]
 

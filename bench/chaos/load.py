@@ -64,7 +64,7 @@ class Load:
     """POSTs queries (`query_rate` per second) and documents (`doc_rate`) until stopped."""
 
     def __init__(self, api_url: str, key: str, questions: list[str], query_rate: float,
-                 doc_rate: float, collection: str = "chaos", max_tokens: int = 16) -> None:
+                 doc_rate: float, collection: str = "chaos", max_tokens: int = 32) -> None:
         self.http = httpx.Client(base_url=api_url, timeout=httpx.Timeout(15.0),
                                  headers={"Authorization": f"Bearer {key}"})
         self.questions, self.collection, self.max_tokens = questions, collection, max_tokens
