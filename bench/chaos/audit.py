@@ -12,6 +12,9 @@ what the vector store holds. The classifying functions are pure (tests/unit/test
 from __future__ import annotations
 
 import json
+import re
+import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -21,6 +24,7 @@ from typing import Any
 import httpx
 
 from bench.chaos.load import Submission
+from bench.chaos.mesh import ROOT
 
 TERMINAL = {"succeeded", "failed", "timed_out", "cancelled", "indexed"}
 QUERY_TERMINAL = {"succeeded", "failed", "timed_out", "cancelled"}
@@ -169,25 +173,48 @@ class Auditor:
         return out
 
 
-def stored_chunks(milvus_uri: str, collections: Sequence[str]) -> list[tuple[str, str]]:
-    """(doc_key, chunk_id) of every row in `collections` of the vector store."""
-    from pymilvus import MilvusClient  # noqa: PLC0415 (heavy import)
+_REF = re.compile(r"\(ref ([0-9a-f]{12})\)$")
 
-    client = MilvusClient(uri=milvus_uri)
-    rows: list[tuple[str, str]] = []
-    try:
-        for collection in collections:
-            if not client.has_collection(collection):
-                continue
-            client.load_collection(collection)
-            hits = client.query(collection, filter='doc_key != ""',
-                                output_fields=["doc_key", "chunk_id"], limit=16384)
-            if len(hits) >= 16384:
-                raise RuntimeError(f"{collection}: too many rows to audit in one query")
-            rows += [(h["doc_key"], h["chunk_id"]) for h in hits]
-    finally:
-        client.close()
-    return rows
+
+def second_runs(records: Iterable[tuple[str, str]], accepted: dict[str, str]) -> int:
+    """Queries that ran for a submission besides the one the client was given: from every
+    query record's (question, status), and the id the client got per submission tag. (A
+    POST whose first try created a query and then failed, retried later under the same
+    Idempotency-Key once its claim had lapsed, would make a second one.)"""
+    seen: Counter[str] = Counter()
+    for question, status in records:
+        match = _REF.search(question)
+        if match and match.group(1) in accepted and status == "succeeded":
+            seen[match.group(1)] += 1
+    return sum(n - 1 for n in seen.values() if n > 1)
+
+
+def query_records(client: Any) -> list[tuple[str, str]]:
+    """(question, status) of every query record in Redis."""
+    out = []
+    for key in client.scan_iter(match="ragmesh:q:*", count=1000):
+        if key.count(b":") == 2:
+            question, status = client.hmget(key, "question", "status")
+            if question and status:
+                out.append((question.decode(), status.decode()))
+    return out
+
+
+def stored_chunks(milvus_uri: str, collections: Sequence[str],
+                  tries: int = 3) -> list[tuple[str, str]]:
+    """(doc_key, chunk_id) of every row in `collections` of the vector store, read by a
+    process of its own (bench.chaos.milvus_rows): the harness keeps no gRPC client, whose
+    connection could go stale between audits (pymilvus shares one per address)."""
+    for attempt in range(tries):
+        done = subprocess.run([sys.executable, "-m", "bench.chaos.milvus_rows", milvus_uri,
+                               *collections], capture_output=True, text=True, timeout=180,
+                              cwd=ROOT)
+        if done.returncode == 0:
+            return [(row[0], row[1]) for row in json.loads(done.stdout)]
+        if attempt + 1 == tries:
+            raise RuntimeError(f"reading the vector store failed: {done.stderr[-2000:]}")
+        time.sleep(2)
+    return []
 
 
 def unindexed(documents: Sequence[dict[str, Any]], rows: Sequence[tuple[str, str]],

@@ -48,7 +48,8 @@ def _kind(kind: str, subs: Sequence[Submission], endings: Sequence[Ending],
 
 def fault_result(name: str, what: str, subs: Sequence[Submission], endings: Sequence[Ending],
                  *, at: float, back: float, recovered_s: float | None, repeated_chunks: int,
-                 unindexed: Sequence[str], restarted: dict[str, int]) -> dict[str, Any]:
+                 unindexed: Sequence[str], restarted: dict[str, int],
+                 second_runs: int = 0) -> dict[str, Any]:
     answers = [a for s in subs for a in s.answers if at <= a.at <= back + 10]
     refusals = [a for a in answers if a.status != 202]
     return {
@@ -56,6 +57,7 @@ def fault_result(name: str, what: str, subs: Sequence[Submission], endings: Sequ
         "queries": _kind("query", subs, endings, at),
         "documents": _kind("document", subs, endings, at),
         "repeated_chunks": repeated_chunks,
+        "second_runs": second_runs,  # queries that ran twice for one submission
         "unindexed_documents": list(unindexed),
         "recovered_s": None if recovered_s is None else round(recovered_s, 1),
         "outage_answers": dict(Counter(str(a.status) + (f" {a.code}" if a.code else "")
@@ -69,7 +71,8 @@ def fault_result(name: str, what: str, subs: Sequence[Submission], endings: Sequ
 def totals(result: dict[str, Any]) -> dict[str, int]:
     q, d = result["queries"], result["documents"]
     return {"lost": q["lost"] + d["lost"] + len(result["unindexed_documents"]),
-            "duplicated": q["duplicated"] + d["duplicated"] + result["repeated_chunks"],
+            "duplicated": q["duplicated"] + d["duplicated"] + result["repeated_chunks"]
+            + result.get("second_runs", 0),
             "stuck": q["stuck"] + d["stuck"]}
 
 
@@ -111,7 +114,8 @@ def rows(results: Sequence[dict[str, Any]]) -> list[list[str]]:
         for kind in ("queries", "documents"):
             k = r[kind]
             lost = k["lost"] + (len(r["unindexed_documents"]) if kind == "documents" else 0)
-            dup = k["duplicated"] + (r["repeated_chunks"] if kind == "documents" else 0)
+            dup = k["duplicated"] + (r["repeated_chunks"] if kind == "documents"
+                                     else r.get("second_runs", 0))
             out.append([r["fault"] if kind == "queries" else "", kind, str(k["submitted"]),
                         str(k["accepted"]), str(k["succeeded"]), codes(k["failed"]),
                         codes(k["refused"]), str(lost), str(dup), str(k["stuck"]),

@@ -89,6 +89,12 @@ def run_fault(mesh: ChaosMesh, load: Load, fault: Fault, timing: Timing,
         watcher.settle(subs, timing.settle_s)
         endings = auditor.endings(subs, watcher.ended)
         rows = audit.stored_chunks(mesh.milvus_uri, ["handbook", load.collection])
+        client = mesh.redis()
+        try:
+            second = audit.second_runs(audit.query_records(client),
+                                       {s.tag: s.id for s in subs if s.id})
+        finally:
+            client.close()
         documents = _all_documents(auditor)
     finally:
         auditor.close()
@@ -97,7 +103,7 @@ def run_fault(mesh: ChaosMesh, load: Load, fault: Fault, timing: Timing,
                  for name, times in mesh.mesh.restarts.items()}
     return report.fault_result(
         fault.name, fault.what, subs, endings, at=at, back=back, recovered_s=recovered,
-        repeated_chunks=audit.repeated_chunks(rows),
+        repeated_chunks=audit.repeated_chunks(rows), second_runs=second,
         unindexed=audit.unindexed(documents, rows, owner),
         restarted={name: n for name, n in restarted.items() if n})
 

@@ -12,6 +12,7 @@ from bench.chaos.audit import (
     parse_sse,
     regressed,
     repeated_chunks,
+    second_runs,
     unindexed,
 )
 from bench.chaos.load import Answer, Submission
@@ -74,6 +75,17 @@ def test_an_indexed_document_must_have_all_its_chunks_stored() -> None:
             {"id": "c", "status": "failed", "chunks": 0}]
     rows = [("o:a", "00000"), ("o:a", "00001")]
     assert unindexed(docs, rows, "o") == ["b"]
+
+
+def test_a_second_query_that_ran_for_one_submission_is_a_duplicate() -> None:
+    records = [("How many days? (ref aaaaaaaaaaaa)", "succeeded"),
+               ("How many days? (ref aaaaaaaaaaaa)", "succeeded"),  # ran twice
+               ("Hotel cap? (ref bbbbbbbbbbbb)", "succeeded"),
+               ("Hotel cap? (ref bbbbbbbbbbbb)", "timed_out"),  # an orphan that never ran
+               ("Not ours (ref cccccccccccc)", "succeeded"),
+               ("Not ours (ref cccccccccccc)", "succeeded")]
+    accepted = {"aaaaaaaaaaaa": "q1", "bbbbbbbbbbbb": "q2"}
+    assert second_runs(records, accepted) == 1
 
 
 def test_a_missing_record_is_lost_and_an_unfinished_one_stuck() -> None:
