@@ -24,7 +24,8 @@ import aiohttp
 
 from ragmesh.client import Client
 from ragmesh.mesh import Mesh, default_model_dir
-from services.generator.prompt import build_messages
+from services.generator.prompt import build_messages, fixed_tokens, plan
+from services.generator.tokens import EngineTokens
 from shared.jobs import Chunk
 from shared.settings import Settings
 
@@ -109,11 +110,15 @@ async def bench(api: str, key: str, engine: str, model: str, questions: list[str
         warm, _ = await _run([lambda q=q: _mesh_one(session, api, key, q, max_tokens)
                               for q in questions], concurrency)
         prompts = []
+        tokens = EngineTokens(engine, model, 2048)  # as the generator counts them
+        fixed = fixed_tokens(tokens.count)
+        budget = plan(tokens.context_len, fixed, max_tokens,
+                      Settings().generator_max_context_tokens)
         for r in warm:
             chunks = [Chunk(document_id=c["document_id"], chunk_id=c["chunk_id"],
                             source=c["source"], text=c["text"], score=c["score"])
                       for c in r["citations"]]
-            prompts.append(build_messages(r["question"], chunks, 6000)[0])
+            prompts.append(build_messages(r["question"], chunks, budget, tokens.count)[0])
         sides: dict[str, list[dict[str, float]]] = {"mesh": [], "direct": []}
         for _ in range(rounds):
             res, wall = await _run([lambda m=m: _direct_one(session, engine, model, m,

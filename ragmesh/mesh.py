@@ -6,15 +6,18 @@ as they are; the others are started here from the project's own dependencies.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+from pydantic import SecretStr
 
 from ragmesh.procs import Proc, free_port, wait_until
 from ragmesh.valkey import load_or_create_password, valkey_proc, wait_for_valkey
@@ -23,8 +26,38 @@ from shared.settings import Settings
 Report = Callable[[str], None]
 
 WORKERS = ("embedder", "retriever", "generator")
-# A child that dies is restarted, unless it keeps dying: then the mesh stops and says why.
+# A child that dies is restarted, unless it keeps dying (MAX_RESTARTS within RESTART_WINDOW_S
+# seconds): then the mesh stops and says why. Valkey and Milvus Lite come back on the same port
+# over the same data (Valkey replays its append-only file), so clients simply reconnect.
 MAX_RESTARTS = 5
+RESTART_WINDOW_S = 60.0
+
+
+def crash_looping(restarts: Sequence[float], now: float, limit: int = MAX_RESTARTS,
+                  window_s: float = RESTART_WINDOW_S) -> bool:
+    """Whether a child restarted at the times `restarts` keeps dying: `limit` restarts within
+    the last `window_s` seconds. A child killed now and then (a fault, an OOM) is restarted
+    each time; one that dies as soon as it starts is given up on."""
+    return sum(1 for t in restarts if now - t < window_s) >= limit
+
+
+def _env_value(value: object) -> str:
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return ",".join(_env_value(v) for v in value)
+    if isinstance(value, dict):
+        return json.dumps(value)
+    return str(value)
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The options set explicitly on `settings`, as the environment of the mesh's children:
+    what a caller sets on the mesh's settings reaches every service."""
+    return {f"RAGMESH_{name.upper()}": _env_value(getattr(settings, name))
+            for name in sorted(settings.model_fields_set)}
 
 
 def load_or_create_api_key(state_dir: Path) -> str:
@@ -53,7 +86,7 @@ class Mesh:
     procs: dict[str, Proc] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
     api_key: str = ""
-    restarts: dict[str, int] = field(default_factory=dict)
+    restarts: dict[str, list[float]] = field(default_factory=dict)
 
     @property
     def state_dir(self) -> Path:
@@ -72,6 +105,7 @@ class Mesh:
 
     # --- start -------------------------------------------------------------------------------
     def start(self, ready_timeout: float | None = None) -> None:
+        self.env.update(settings_env(self.settings))  # the mesh's own values come on top
         try:
             self._start_redis()
             self._start_vectorstore()
@@ -88,12 +122,13 @@ class Mesh:
             self.report("redis: using the configured server")
             return
         password = load_or_create_password(self.state_dir / "valkey" / "password")
-        proc, url = valkey_proc(self.state_dir / "valkey", password)
+        proc, url = valkey_proc(self.state_dir / "valkey", password,
+                                appendfsync=self.settings.redis_appendfsync)
         self.procs["valkey"] = proc.start()
         wait_for_valkey(proc, url)
         self.env["RAGMESH_REDIS_URL"] = url
         self.report(f"redis: embedded Valkey on {url.rsplit('@', 1)[1]} (AOF in "
-                    f"{self.state_dir / 'valkey'})")
+                    f"{self.state_dir / 'valkey'}, fsync {self.settings.redis_appendfsync})")
 
     def _start_vectorstore(self) -> None:
         uri = self.settings.milvus_uri
@@ -183,20 +218,32 @@ class Mesh:
             client.close()
 
     # --- run and stop ------------------------------------------------------------------------
-    def supervise(self, interval: float = 1.0) -> None:
-        """Until interrupted: restart children that die (not Valkey or Milvus: their data)."""
-        while True:
-            for name, proc in list(self.procs.items()):
-                if proc.alive():
-                    continue
-                if name in {"valkey", "milvus"} or self.restarts.get(name, 0) >= MAX_RESTARTS:
-                    raise RuntimeError(proc.failure())
-                self.restarts[name] = self.restarts.get(name, 0) + 1
-                self.report(f"{name} died (exit {proc.popen.returncode if proc.popen else '?'})"
-                            f"; restarting ({self.restarts[name]}/{MAX_RESTARTS})")
-                self.procs[name] = Proc(proc.name, proc.argv, proc.log_path, proc.env,
-                                        proc.cwd).start()
+    def supervise(self, interval: float = 1.0, until: threading.Event | None = None) -> None:
+        """Restart children that die, until interrupted (or `until` is set)."""
+        while until is None or not until.is_set():
+            self.check()
             time.sleep(interval)
+
+    def check(self) -> list[str]:
+        """Restart every child that died (with the same command line: Valkey and Milvus Lite
+        on their port, over their data); returns their names. Raises RuntimeError for one that
+        keeps dying. Call it from a thread that outlives the children: a child gets SIGTERM
+        when the thread that started it ends (PR_SET_PDEATHSIG, ragmesh.procs)."""
+        restarted = []
+        for name, proc in list(self.procs.items()):
+            if proc.alive():
+                continue
+            now = time.monotonic()
+            if crash_looping(self.restarts.get(name, []), now):
+                raise RuntimeError(f"{name} keeps dying ({MAX_RESTARTS} restarts within "
+                                   f"{RESTART_WINDOW_S:.0f} s): {proc.failure()}")
+            self.restarts.setdefault(name, []).append(now)
+            self.report(f"{name} died (exit {proc.popen.returncode if proc.popen else '?'})"
+                        f"; restarting ({len(self.restarts[name])} so far)")
+            self.procs[name] = Proc(proc.name, proc.argv, proc.log_path, proc.env,
+                                    proc.cwd).start()
+            restarted.append(name)
+        return restarted
 
     def stop(self) -> None:
         """Stop in reverse order of start: the API first, storage last."""

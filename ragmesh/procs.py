@@ -2,24 +2,36 @@
 
 from __future__ import annotations
 
-import ctypes
 import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+# Runs first in every child, then becomes the child's command (exec): the child gets SIGTERM
+# if the launcher dies, even by SIGKILL (PR_SET_PDEATHSIG, Linux; it survives exec). Done here
+# rather than in a preexec_fn: with one, Python runs its at-fork handlers in the forked child,
+# and those of a gRPC client in the launcher (pymilvus) can abort the child before it starts
+# ("epoll_wait error: Bad file descriptor"), seen when a restart raced a reconnecting client.
+_WITH_PARENT = (
+    "import ctypes, os, signal, sys\n"
+    "try:\n"
+    "    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)\n"
+    "except (OSError, AttributeError):\n"
+    "    pass\n"
+    "if os.getppid() != int(sys.argv[1]):\n"
+    "    sys.exit(1)  # the launcher is already gone\n"
+    "os.execvp(sys.argv[2], sys.argv[2:])\n"
+)
 
-def _die_with_parent() -> None:
-    """In the child: get SIGTERM if the launcher dies, even by SIGKILL (Linux only)."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
+
+def with_parent(argv: Sequence[str]) -> list[str]:
+    """`argv`, run so that it dies with this process (see _WITH_PARENT)."""
+    return [sys.executable, "-S", "-c", _WITH_PARENT, str(os.getpid()), *argv]
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -55,10 +67,9 @@ class Proc:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:
             self.popen = subprocess.Popen(
-                list(self.argv), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env={**os.environ, **self.env}, cwd=self.cwd,
+                with_parent(self.argv), stdout=log, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, env={**os.environ, **self.env}, cwd=self.cwd,
                 start_new_session=True,  # Ctrl-C reaches the launcher only; it stops us in order
-                preexec_fn=_die_with_parent,
             )
         return self
 

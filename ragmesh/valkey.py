@@ -31,14 +31,15 @@ def load_or_create_password(path: Path) -> str:
 
 
 def valkey_proc(data_dir: Path, password: str, port: int | None = None,
-                appendonly: bool = True) -> tuple[Proc, str]:
-    """A Valkey process on 127.0.0.1 with AOF (every second) and a password, and its URL."""
+                appendonly: bool = True, appendfsync: str = "always") -> tuple[Proc, str]:
+    """A Valkey process on 127.0.0.1 with a password, and its URL. With AOF and fsync
+    `always`, a write Valkey acknowledged survives Valkey being killed (docs/faults.md)."""
     data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     argv = [str(valkey_binary()), "--bind", "127.0.0.1", "--port", str(port),
             "--dir", str(data_dir), "--requirepass", password, "--protected-mode", "yes",
-            "--appendonly", "yes" if appendonly else "no", "--appendfsync", "everysec",
+            "--appendonly", "yes" if appendonly else "no", "--appendfsync", appendfsync,
             "--save", "", "--maxmemory-policy", "noeviction", "--logfile", ""]
     proc = Proc("valkey", argv, data_dir / "valkey.log")
     return proc, f"redis://:{password}@127.0.0.1:{port}/0"

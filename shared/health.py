@@ -56,10 +56,10 @@ class Heartbeat(threading.Thread):
     """Publishes `check()` every `interval` seconds until stopped."""
 
     def __init__(self, client: redis.Redis, service: str, worker: str, check: ReadyCheck,
-                 interval: float, also: Callable[[], object] | None = None) -> None:
+                 interval: float) -> None:
         super().__init__(name=f"heartbeat-{service}", daemon=True)
         self.client, self.service, self.worker = client, service, worker
-        self.check, self.interval, self.also = check, interval, also
+        self.check, self.interval = check, interval
         self._stop_event = threading.Event()
 
     def beat(self) -> None:
@@ -69,8 +69,6 @@ class Heartbeat(threading.Thread):
             ready, detail = False, f"{type(exc).__name__}: {exc}"
         publish(self.client, self.service, self.worker, ready, detail,
                 ttl=heartbeat_ttl(self.interval))
-        if self.also is not None:
-            self.also()
 
     def run(self) -> None:
         while not self._stop_event.is_set():
@@ -118,7 +116,7 @@ def main(service: str) -> int:
     """The container healthcheck: exit 0 when this container's worker is healthy, 1 if not,
     with a one-line reason either way."""
     settings = Settings()
-    client = connect(settings)
+    client = connect(settings, timeout=5)  # a check answers, Redis down or not
     try:
         healthy, detail = local_state(client, service, settings.worker_name or
                                       host_prefix(service),

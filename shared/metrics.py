@@ -20,7 +20,8 @@ STAGE_QUEUED = Histogram("ragmesh_stage_queued_seconds", "Time a job waited in a
                          ["stage"], buckets=_LATENCY_BUCKETS)
 REJECTED = Counter("ragmesh_rejected_total", "Requests the API refused to protect the "
                    "mesh: rate_limited, overloaded (429), unavailable (503: Redis "
-                   "unreachable).", ["reason"])
+                   "unreachable), not_persisted (503: Redis could not write an accepted "
+                   "job to disk in time).", ["reason"])
 # The embedder's dynamic batching: texts per encode call, questions and chunks of several
 # jobs together (1 everywhere: nothing is batched, the lanes take turns at the model).
 EMBED_BATCH_TEXTS = Histogram("ragmesh_embed_batch_texts", "Texts encoded together in one "

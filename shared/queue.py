@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 from typing import Any
 
 import redis
@@ -25,7 +26,11 @@ def connect(settings: Settings, *, timeout: float | None = None) -> redis.Redis:
 
     `timeout`: for a client that must answer within a bound (the API): connect and read
     time out after that many seconds, and a failed command is tried once more, not redis-py's
-    ten times, so that an unreachable Redis costs a request about twice `timeout`."""
+    ten times, so that an unreachable Redis costs a request about twice `timeout`.
+
+    Without it (the workers), a command waits out a Redis restart: it is tried again for
+    about `worker_redis_retry_seconds` before it fails, so the job in hand goes on instead
+    of failing (and its worker with it)."""
     if timeout is not None:
         return redis.Redis.from_url(
             settings.redis_url.get_secret_value(),
@@ -39,8 +44,19 @@ def connect(settings: Settings, *, timeout: float | None = None) -> redis.Redis:
         socket_connect_timeout=5,
         socket_timeout=30,
         health_check_interval=15,
+        retry=Retry(ExponentialBackoff(cap=_BACKOFF_CAP_S, base=0.05),
+                    retries_for(settings.worker_redis_retry_seconds)),
         retry_on_timeout=True,
     )
+
+
+_BACKOFF_CAP_S = 1.0
+
+
+def retries_for(seconds: float) -> int:
+    """How many tries of a backoff that doubles from 50 ms up to a second take `seconds`
+    (the first five take about one and a half)."""
+    return 5 + math.ceil(max(0.0, seconds - 1.5) / _BACKOFF_CAP_S)
 
 
 def queue(connection: redis.Redis, name: Queues) -> Queue:
@@ -87,3 +103,25 @@ def on_job_failure(job: Job, connection: redis.Redis, exc_type: Any, exc: Any, t
     elif "doc_key" in payload:
         DocumentRecords(connection, ttl_seconds=0).transition(
             payload["doc_key"], DocumentStatus.FAILED.value, error=error.model_dump())
+
+
+DURABLE_MARK = "ragmesh:durable"
+
+
+def persisted(connection: redis.Redis, timeout_ms: int) -> bool:
+    """Whether everything written to Redis so far is in its append-only file on disk, waiting
+    up to `timeout_ms` (WAITAOF, Redis and Valkey 7.2+). True as well when Redis keeps no AOF
+    or cannot say: then there is nothing to wait for."""
+    # WAITAOF waits for this connection's own last write, and a write reaches the AOF after
+    # every write before it: one small write here covers the caller's, on any connection.
+    with connection.pipeline(transaction=False) as pipe:
+        pipe.incr(DURABLE_MARK)
+        pipe.execute_command("WAITAOF", 1, 0, timeout_ms)
+        try:
+            _, (local, _replicas) = pipe.execute()
+        except redis.ResponseError as exc:
+            message = str(exc).lower()
+            if "appendonly is disabled" in message or "unknown command" in message:
+                return True
+            raise
+    return int(local) >= 1

@@ -7,6 +7,13 @@ the reaper (any live worker, one at a time) hands it on: embedding, retrieval an
 jobs run again (they are idempotent: a query stage is claimed once, a document replaces its
 own chunks); a generation, whose tokens a client may already have seen, ends the query
 `failed` with code `worker_lost` rather than showing a second answer.
+
+A job a worker took off its queue and died before starting (RQ keeps it in the queue's
+"intermediate" list, where RQ itself would fail it a minute later) ran nowhere: the reaper
+puts it back at the front of its queue as it is, generations included.
+
+Lease expiry times are absolute, so they also run out while Redis itself is down: after
+Redis restarts, live workers get one lease period to renew theirs before any job is judged.
 """
 
 from __future__ import annotations
@@ -18,11 +25,11 @@ from typing import Any
 import redis
 from redis.client import Pipeline
 from rq import Callback
-from rq.job import Job
+from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
 from shared import metrics
-from shared.jobs import TASK_QUEUE, DocumentStatus, ErrorInfo, QueryStatus, Tasks
+from shared.jobs import TASK_QUEUE, DocumentStatus, ErrorInfo, QueryStatus, Queues, Tasks
 from shared.logging import get_logger
 from shared.queue import FAILURE_CALLBACK, queue
 from shared.records import PREFIX, DocumentRecords, QueryRecords
@@ -30,6 +37,7 @@ from shared.records import PREFIX, DocumentRecords, QueryRecords
 log = get_logger(__name__)
 
 INFLIGHT = f"{PREFIX}:inflight"
+ORPHANS = f"{PREFIX}:orphans"  # job id -> when the reaper first saw it taken but not begun
 MAX_RECOVERIES = 2
 _NOT_RERUN = {Tasks.GENERATE.value}
 
@@ -78,25 +86,95 @@ class JobTracker:
                 pipe.execute()
 
 
-def reap(client: redis.Redis, result_ttl: int, stage_timeout: int) -> int:
-    """Hand on every job in flight whose lease ran out. Returns how many."""
+class LeaseKeeper(threading.Thread):
+    """Renews this process's job leases and runs the reaper every `interval` seconds, on a
+    thread of its own: a readiness check that hangs (a vector store that does not answer)
+    must not let the lease of a job that is still running run out."""
+
+    def __init__(self, client: redis.Redis, tracker: JobTracker, interval: float,
+                 result_ttl: int, stage_timeout: int) -> None:
+        super().__init__(name="lease-keeper", daemon=True)
+        self.client, self.tracker, self.interval = client, tracker, interval
+        self.result_ttl, self.stage_timeout = result_ttl, stage_timeout
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop_event.wait(self.interval):
+            try:
+                self.tracker.renew()
+                reap(self.client, self.result_ttl, self.stage_timeout, self.tracker.lease_s)
+            except redis.RedisError:
+                continue  # Redis away: nothing to renew it in; try again next round
+            except Exception:  # never let the keeper die: leases depend on it
+                log.exception("lease_keeper_error")
+
+    def stop(self) -> None:
+        self._stop_event.set()
+
+
+def reap(client: redis.Redis, result_ttl: int, stage_timeout: int, lease_s: float) -> int:
+    """Hand on every job in flight whose lease ran out, and put back every job a dead worker
+    took but never began. Returns how many."""
     # One reaper at a time across the mesh; the lock outlives a slow pass.
     if not client.set(f"{PREFIX}:reaper", "1", nx=True, ex=30):
         return 0
-    handled = 0
     try:
-        for raw_id in client.zrange(INFLIGHT, 0, -1):
-            job_id = raw_id.decode()
-            if client.exists(lease_key(job_id)):
-                continue
-            # A job that ended since ZRANGE has no lease either: `end` took it out of the
-            # set in the same step, so only a job still in it has lost its worker.
-            if not client.zrem(INFLIGHT, job_id):
-                continue
-            _recover(client, job_id, result_ttl, stage_timeout)
-            handled += 1
+        if int(client.info("server")["uptime_in_seconds"]) < lease_s:
+            return 0  # Redis just came back: leases that ran out while it was down are stale
+        return _reap_leases(client, result_ttl, stage_timeout) + _reap_orphans(client, lease_s)
     finally:
         client.delete(f"{PREFIX}:reaper")
+
+
+def _reap_leases(client: redis.Redis, result_ttl: int, stage_timeout: int) -> int:
+    handled = 0
+    for raw_id in client.zrange(INFLIGHT, 0, -1):
+        job_id = raw_id.decode()
+        if client.exists(lease_key(job_id)):
+            continue
+        # A job that ended since ZRANGE has no lease either: `end` took it out of the set
+        # in the same step, so only a job still in it has lost its worker.
+        if not client.zrem(INFLIGHT, job_id):
+            continue
+        _recover(client, job_id, result_ttl, stage_timeout)
+        handled += 1
+    return handled
+
+
+def _taken_not_begun(client: redis.Redis, name: Queues) -> list[str]:
+    """Jobs a worker took off queue `name` that never began: still `queued`, not in flight."""
+    ids = [i.decode() for i in client.lrange(queue(client, name).intermediate_queue_key, 0, -1)]
+    out = []
+    for job_id in ids:
+        status = client.hget(Job.key_for(job_id), "status")
+        if status is not None and status.decode() == JobStatus.QUEUED.value \
+                and client.zscore(INFLIGHT, job_id) is None:
+            out.append(job_id)
+    return out
+
+
+def _reap_orphans(client: redis.Redis, lease_s: float) -> int:
+    """A job seen taken-but-not-begun on two passes a lease apart goes back to its queue."""
+    seen = {k.decode(): float(v) for k, v in client.hgetall(ORPHANS).items()}
+    now, handled, current = time.time(), 0, set()
+    for name in Queues:
+        q = queue(client, name)
+        for job_id in _taken_not_begun(client, name):
+            current.add(job_id)
+            if job_id not in seen:
+                client.hset(ORPHANS, job_id, now)
+            elif now - seen[job_id] >= lease_s:
+                with client.pipeline() as pipe:
+                    pipe.lrem(q.intermediate_queue_key, 1, job_id)
+                    pipe.lpush(q.key, job_id)
+                    pipe.hdel(ORPHANS, job_id)
+                    pipe.execute()
+                metrics.JOBS.labels(name.value.removeprefix("ragmesh-"), "requeued").inc()
+                log.warning("job_requeued", job_id=job_id, queue=name.value)
+                handled += 1
+    gone = set(seen) - current
+    if gone:
+        client.hdel(ORPHANS, *gone)
     return handled
 
 

@@ -103,10 +103,20 @@ class Settings(BaseSettings):
     api_redis_timeout: float = Field(3.0, gt=0, description="Seconds the API waits for Redis to "
                                      "connect or answer before it gives up with 503 and "
                                      "Retry-After.")
+    api_durable_accept: bool = Field(True, description="Answer 202 only once Redis has the "
+                                     "new job in its append-only file on disk (WAITAOF), so a "
+                                     "Redis crash cannot lose an accepted query or document; "
+                                     "else 503. Nothing to wait for when Redis keeps no AOF. "
+                                     "Costs ~0.1 s per POST with appendfsync everysec, a few ms "
+                                     "with always (docs/faults.md).")
 
     # --- redis
     redis_url: SecretStr = Field(SecretStr("redis://127.0.0.1:6379/0"), description="Redis or "
                                  "Valkey URL, password included (redis://:PASSWORD@host:port/0).")
+    redis_appendfsync: Literal["always", "everysec", "no"] = Field(
+        "always", description="When the Valkey that `ragmesh up` starts writes its "
+        "append-only file to disk: always (every write it acknowledged survives a crash; "
+        "docs/faults.md measures the cost), everysec (up to a second of writes lost) or no.")
 
     # --- embedding
     embedding_model: str = Field("all-MiniLM-L6-v2", description="sentence-transformers model: "
@@ -134,6 +144,10 @@ class Settings(BaseSettings):
     vectorstore_uri: str = Field("", description="Milvus URI (http://host:19530) or a Milvus Lite "
                                  "file (*.db). Empty: {state_dir}/milvus.db.")
     vectorstore_token: SecretStr | None = Field(None, description="Milvus token (user:password).")
+    vectorstore_retry_seconds: float = Field(30.0, ge=0, description="How long the retriever "
+                                             "keeps trying while the vector store is "
+                                             "unreachable (a restart) before the query or "
+                                             "document fails vectorstore_unavailable.")
     vectorstore_collection: str = Field("handbook", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,254}$",
                                         description="Default collection.")
     vectorstore_index_type: str = Field("HNSW", description="Vector index of a new collection "
@@ -196,14 +210,20 @@ class Settings(BaseSettings):
                                       "in tokens (the prompt asks for one to three sentences).")
     generator_temperature: float = Field(0.0, ge=0, le=2, description="Default temperature.")
     generator_timeout: float = Field(120.0, gt=0, description="Seconds one generation may take.")
-    generator_max_context_chars: int = Field(6000, ge=500, description="Context put in a prompt.")
+    generator_max_context_tokens: int = Field(1500, ge=100, description="Most tokens of "
+                                              "passages put in a prompt, counted by the "
+                                              "engine's tokenizer; fewer when the engine's "
+                                              "context, less the answer and the question, "
+                                              "leaves less.")
 
     engine_model_path: str = Field("", description="Model `ragmesh up` serves with its local "
                                    "vLLM engine; empty: SmolLM2 converted into the state folder.")
     engine_port: int = Field(8001, ge=0, le=65535, description="Port of the local engine.")
     engine_start_timeout: float = Field(600.0, gt=0, description="Seconds to wait for the local "
                                         "engine to load.")
-    engine_max_model_len: int = Field(2048, ge=256, description="Context length of the engine.")
+    engine_max_model_len: int = Field(2048, ge=256, description="Context length of the local "
+                                      "engine; for any engine, what the generator assumes "
+                                      "until the engine tells its own (vLLM's /tokenize).")
 
     # --- query lifecycle
     query_max_question_chars: int = Field(4000, ge=1, description="Longest question accepted.")
@@ -236,6 +256,11 @@ class Settings(BaseSettings):
     # --- workers
     worker_name: str = Field("", description="Worker name (default: host + pid).")
     worker_heartbeat: int = Field(5, ge=1, description="Seconds between health heartbeats.")
+    worker_redis_retry_seconds: float = Field(30.0, ge=0, description="How long a worker "
+                                              "keeps retrying a Redis command while Redis is "
+                                              "unreachable (a restart) before the job in hand "
+                                              "fails (it is then run again or ended with a "
+                                              "code).")
 
     # --- observability
     metrics_port: int = Field(0, ge=0, le=65535, description="Port of an unauthenticated "

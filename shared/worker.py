@@ -8,7 +8,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from types import FrameType
 from typing import Any
 
@@ -27,7 +27,7 @@ from shared.health import Heartbeat, ReadyCheck, heartbeat_ttl, host_prefix
 from shared.jobs import Queues
 from shared.logging import get_logger
 from shared.queue import connect, queue
-from shared.recovery import JobTracker, reap
+from shared.recovery import JobTracker, LeaseKeeper
 from shared.settings import Settings
 
 log = get_logger(__name__)
@@ -46,6 +46,9 @@ class RagmeshWorker(SimpleWorker):
     tracker: JobTracker | None = None
     _beat_at = _suspension_at = float("-inf")
     _pending: Pipeline | None = None
+    # While Redis is down RQ waits longer and longer between tries (up to a minute by
+    # default); a Redis restart takes seconds, so try every two at most.
+    max_connection_wait_time = 2.0
 
     def execute_job(self, job: Job, queue: Queue) -> Any:
         try:
@@ -155,15 +158,6 @@ def _worker(cls: type[RagmeshWorker], connection: redis.Redis, queues: Sequence[
     return worker
 
 
-def _housekeeping(connection: redis.Redis, tracker: JobTracker,
-                  settings: Settings) -> Callable[[], object]:
-    def run() -> None:
-        tracker.renew()
-        reap(connection, settings.query_result_ttl, settings.stage_timeout)
-
-    return run
-
-
 def run_worker(settings: Settings, service: str, queues: Sequence[Queues], check: ReadyCheck,
                lanes: int = 1, burst: bool = False) -> None:
     """Serve `queues` until SIGTERM/SIGINT: each lane finishes the job in hand, then exits."""
@@ -173,10 +167,12 @@ def run_worker(settings: Settings, service: str, queues: Sequence[Queues], check
         metrics.serve(settings.metrics_port)
     metrics.WORKER_INFO.labels(service, name).set(1)
     tracker = JobTracker(connection, lease_s=heartbeat_ttl(settings.worker_heartbeat))
-    heartbeat = Heartbeat(connection, service, name, check, settings.worker_heartbeat,
-                          also=_housekeeping(connection, tracker, settings))
+    heartbeat = Heartbeat(connection, service, name, check, settings.worker_heartbeat)
     heartbeat.beat()
     heartbeat.start()
+    keeper = LeaseKeeper(connection, tracker, settings.worker_heartbeat,
+                         settings.query_result_ttl, settings.stage_timeout)
+    keeper.start()
     log.info("worker_started", worker=name, queues=[q.value for q in queues], lanes=lanes,
              metrics_port=settings.metrics_port or None)
     # RQ's own lines (three per job) only at DEBUG: the generator writes one line per query
@@ -189,6 +185,7 @@ def run_worker(settings: Settings, service: str, queues: Sequence[Queues], check
         else:
             _run_lanes(connection, queues, name, lanes, burst, rq_level, tracker)
     finally:
+        keeper.stop()
         heartbeat.stop()
         log.info("worker_stopped", worker=name)
 

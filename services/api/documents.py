@@ -11,7 +11,7 @@ from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 from pydantic import ValidationError
 
-from services.api import idempotency
+from services.api import durable, idempotency
 from services.api.body import check_text, int_param, json_body
 from services.api.errors import ApiError, validation_error
 from services.api.extract import SUPPORTED, ExtractionError, extract_text, file_kind
@@ -118,7 +118,8 @@ async def ingest(request: web.Request) -> web.Response:
     else:
         body = await json_body(request, DocumentRequest)
     text = check_text("text", body.text, settings.ingest_max_document_chars)
-    return await idempotency.once(request, body, lambda: _create(request, body, text))
+    response = await idempotency.once(request, body, lambda: _create(request, body, text))
+    return await durable.confirm(request, response)
 
 
 async def _create(request: web.Request, body: DocumentRequest, text: str) -> web.Response:

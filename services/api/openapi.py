@@ -39,7 +39,8 @@ _ERROR_TEXT = {
     415: "Unsupported media or file type", 422: "Invalid request",
     429: "`rate_limited`: this key sends too fast; `overloaded`: too many jobs wait. "
          "Retry after Retry-After seconds",
-    503: "`queue_unavailable`: Redis is unreachable. Retry after Retry-After seconds"}
+    503: "`queue_unavailable`: Redis is unreachable (or, for a POST, could not write the new "
+         "job to disk in time). Retry after Retry-After seconds"}
 
 
 # A request the HTTP server cannot parse (a request line or header over 8 KiB, a bad byte)

@@ -9,7 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
-from services.api import idempotency
+from services.api import durable, idempotency
 from services.api.body import check_text, int_param, json_body
 from services.api.errors import ApiError
 from services.api.limits import refuse_if_overloaded
@@ -74,7 +74,8 @@ async def submit(request: web.Request) -> web.Response:
     body = await json_body(request, QueryRequest, QUERY_BODY_BYTES)
     question = check_text("question", body.question, settings.query_max_question_chars)
     params = _params(body, settings)
-    return await idempotency.once(request, body, lambda: _create(request, question, params))
+    response = await idempotency.once(request, body, lambda: _create(request, question, params))
+    return await durable.confirm(request, response)
 
 
 async def _create(request: web.Request, question: str, params: QueryParams) -> web.Response:

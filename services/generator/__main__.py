@@ -7,6 +7,7 @@ from services.generator import tasks
 from services.generator.dispatch import EngineSlot
 from services.generator.engine import OpenAIEngine
 from services.generator.slots import EngineSlots
+from services.generator.tokens import EngineTokens
 from shared.jobs import Queues
 from shared.logging import get_logger, setup_logging
 from shared.queue import connect
@@ -19,7 +20,9 @@ def build_pool(settings: Settings, connection: object) -> list[EngineSlot]:
     return [EngineSlot(OpenAIEngine(url, settings.generator_model, key,
                                     extra_body=settings.generator_extra_body),
                        EngineSlots(connection, url, settings.generator_max_concurrency,  # type: ignore[arg-type]
-                                   settings.generator_lease_seconds))
+                                   settings.generator_lease_seconds),
+                       EngineTokens(url, settings.generator_model,
+                                    settings.engine_max_model_len, key))
             for url in settings.engine_urls]
 
 

@@ -13,6 +13,14 @@ from services.generator.trust import Scale, Trust, assess
 from shared.jobs import ErrorInfo, GenerateJob, QueryStatus
 
 
+class Tokens(Protocol):
+    """Counts tokens as the engine does (services/generator/tokens.py)."""
+
+    context_len: int  # the engine's context length, prompt and answer together
+
+    def count(self, text: str) -> int: ...
+
+
 class Engine(Protocol):
     def stream(self, messages: list[dict[str, str]], *, max_tokens: int, temperature: float,
                deadline: float, should_stop: Callable[[], str | None],
@@ -32,21 +40,24 @@ class Outcome:
     engine_s: float | None = None  # time spent in the engine call
 
 
-def answer(engine: Engine, job: GenerateJob, *, max_context_chars: int, timeout_s: float,
-           should_stop: Callable[[], str | None],
+def answer(engine: Engine, job: GenerateJob, *, tokens: Tokens, max_context_tokens: int,
+           timeout_s: float, should_stop: Callable[[], str | None],
            on_delta: Callable[[Generation], None] | None = None,
            scale: Scale | None = None) -> Outcome:
     """Answer `job.question` from `job.chunks`, or say plainly that nothing relevant was found.
-    `scale` sets how the answer's trust is scored (see services/generator/trust.py)."""
+    The prompt and the answer fit the engine's context, counted in its `tokens`. `scale` sets
+    how the answer's trust is scored (see services/generator/trust.py)."""
     scale = scale or Scale()
     if not job.chunks:
         return Outcome(QueryStatus.SUCCEEDED, prompt.NO_CONTEXT_ANSWER,
                        trust=assess(prompt.NO_CONTEXT_ANSWER, [], scale))
-    messages, used = prompt.build_messages(job.question, job.chunks, max_context_chars)
+    fixed = prompt.fixed_tokens(tokens.count)  # (the first count learns the context length)
+    budget = prompt.plan(tokens.context_len, fixed, job.params.max_tokens, max_context_tokens)
+    messages, used = prompt.build_messages(job.question, job.chunks, budget, tokens.count)
     chunks = job.chunks[:used]
     engine_started = time.perf_counter()
     try:
-        gen = engine.stream(messages, max_tokens=job.params.max_tokens,
+        gen = engine.stream(messages, max_tokens=budget.max_tokens,
                             temperature=job.params.temperature,
                             deadline=time.time() + timeout_s, should_stop=should_stop,
                             on_delta=on_delta)

@@ -10,12 +10,14 @@ from dataclasses import dataclass
 
 from services.generator.engine import OpenAIEngine
 from services.generator.slots import EngineSlots, Lease
+from services.generator.tokens import EngineTokens
 
 
 @dataclass
 class EngineSlot:
     engine: OpenAIEngine
     slots: EngineSlots
+    tokens: EngineTokens
 
 
 def acquire(pool: Sequence[EngineSlot], deadline: float, still_wanted: Callable[[], bool],

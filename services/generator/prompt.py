@@ -1,9 +1,15 @@
-"""The grounded prompt, and the mapping from the answer's [n] markers back to passages."""
+"""The grounded prompt, and the mapping from the answer's [n] markers back to passages.
+
+The prompt is budgeted in the engine's tokens, not in characters: text of odd Unicode
+characters takes several tokens each and would overflow the engine's context. Counting is
+passed in (`Count`), so the builder stays pure; services/generator/tokens.py counts with the
+engine's own tokenizer."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from shared.jobs import Chunk
@@ -28,28 +34,83 @@ SYSTEM_PROMPT = (
 _MARKER = re.compile(r"\[(\d{1,3}(?:\s*,\s*\d{1,3})*)\]")
 
 
-def context_block(chunks: Sequence[Chunk], max_chars: int) -> tuple[str, int]:
-    """Numbered passages within a character budget; returns (block, passages used)."""
+Count = Callable[[str], int]  # tokens of a text, as the engine's tokenizer counts them
+
+# What a chat template adds around each message (role markers, separators), and a margin for
+# the few tokens that counting the pieces of a prompt apart can miss where they join.
+TEMPLATE_TOKENS = 16
+MARGIN_TOKENS = 16
+MIN_PASSAGE_TOKENS = 20  # a passage cut shorter would only confuse the model
+_USER = "Context:\n{block}\n\nQuestion: {question}\nAnswer:"
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How the engine's context is shared: the answer, the question, the passages."""
+
+    max_tokens: int  # the answer's (lowered when the request leaves the prompt too little)
+    question: int  # most tokens of the question
+    context: int  # most tokens of the passages
+
+
+def fixed_tokens(count: Count) -> int:
+    """Tokens of every prompt whatever its question and passages: the instructions, the
+    frame of the user message, the chat template, a margin."""
+    return count(SYSTEM_PROMPT) + count(_USER.format(block="", question="")) \
+        + 2 * TEMPLATE_TOKENS + MARGIN_TOKENS
+
+
+def plan(context_len: int, fixed: int, max_tokens: int, max_context_tokens: int) -> Budget:
+    """Share `context_len` tokens: `fixed` first, then the answer's `max_tokens` (at most half
+    of the rest: an answer with no room for its passages is no answer), the question at most
+    half of what is left, and the passages the rest, at most `max_context_tokens`."""
+    max_tokens = max(1, min(max_tokens, (context_len - fixed) // 2))
+    room = max(0, context_len - fixed - max_tokens)
+    question = room // 2
+    return Budget(max_tokens, question, min(max_context_tokens, room - question))
+
+
+def fit(text: str, max_tokens: int, count: Count) -> str:
+    """The longest start of `text` within `max_tokens`, cut at a space when there is one near
+    the end ('' when nothing fits). Text of several tokens per character is cut as short as
+    its tokens require, not its characters."""
+    tokens = count(text)
+    if tokens <= max_tokens:
+        return text
+    cut = len(text) * max(0, max_tokens) // max(1, tokens)
+    while cut > 0:
+        piece = text[:cut]
+        at = piece.rfind(" ")
+        if at > cut // 2:
+            piece = piece[:at]
+        if count(piece) <= max_tokens:
+            return piece
+        cut = cut * 9 // 10
+    return ""
+
+
+def context_block(chunks: Sequence[Chunk], max_tokens: int, count: Count) -> tuple[str, int]:
+    """Numbered passages within a token budget; returns (block, passages used)."""
     parts: list[str] = []
-    used = 0
-    budget = max_chars
+    budget, separator = max_tokens, count("\n\n")
     for number, chunk in enumerate(chunks, start=1):
         header = f"[{number}] (from {chunk.source})\n"
-        room = budget - len(header)
-        if room < 80:  # a passage this short would only confuse the model
+        room = budget - count(header) - (separator if parts else 0)
+        if room < MIN_PASSAGE_TOKENS:
             break
-        text = chunk.text if len(chunk.text) <= room else chunk.text[:room].rsplit(" ", 1)[0]
+        text = fit(chunk.text, room, count)
+        if not text:
+            break
         parts.append(header + text)
-        budget -= len(header) + len(text) + 2
-        used = number
-    return "\n\n".join(parts), used
+        budget = room - count(text)
+    return "\n\n".join(parts), len(parts)
 
 
-def build_messages(question: str, chunks: Sequence[Chunk],
-                   max_context_chars: int) -> tuple[list[dict[str, str]], int]:
+def build_messages(question: str, chunks: Sequence[Chunk], budget: Budget,
+                   count: Count) -> tuple[list[dict[str, str]], int]:
     """Chat messages for the engine and the number of passages they include."""
-    block, used = context_block(chunks, max_context_chars)
-    user = f"Context:\n{block}\n\nQuestion: {question.strip()}\nAnswer:"
+    block, used = context_block(chunks, budget.context, count)
+    user = _USER.format(block=block, question=fit(question.strip(), budget.question, count))
     return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}], used
 
 

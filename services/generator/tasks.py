@@ -125,7 +125,8 @@ def _run(res: Resources, job: GenerateJob, choice: dispatch.EngineSlot | None) -
     attempt = 0
     while True:
         outcome = core.answer(choice.engine if choice else None, job,  # type: ignore[arg-type]
-                              max_context_chars=s.generator_max_context_chars,
+                              tokens=choice.tokens if choice else None,  # type: ignore[arg-type]
+                              max_context_tokens=s.generator_max_context_tokens,
                               timeout_s=s.generator_timeout, should_stop=watch.should_stop,
                               on_delta=watch.on_delta, scale=scale)
         # Retry only what the engine never started: no token of it has been published.

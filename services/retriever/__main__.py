@@ -16,7 +16,8 @@ def main() -> None:
     setup_logging(settings.log_level, settings.log_json, service="retriever")
     get_logger("retriever").info("connecting_vector_store", uri=settings.milvus_uri)
     token = settings.vectorstore_token.get_secret_value() if settings.vectorstore_token else None
-    store = MilvusStore(settings.milvus_uri, token, Index.from_settings(settings))
+    store = MilvusStore(settings.milvus_uri, token, Index.from_settings(settings),
+                        retry_s=settings.vectorstore_retry_seconds)
     tasks.setup(tasks.Resources(settings=settings, connection=connect(settings), store=store))
 
     def ready() -> tuple[bool, str]:

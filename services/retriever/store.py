@@ -3,17 +3,40 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from services.retriever import lite
+from services.retriever import lite, retry
 from shared.jobs import Chunk, IndexedChunk
+from shared.logging import get_logger
 from shared.settings import Settings
+
+log = get_logger(__name__)
+T = TypeVar("T")
 
 _FIELDS = ["doc_key", "document_id", "chunk_id", "source", "text"]
 _MAX_TEXT_BYTES = 65535
+# Milvus' "collection not loaded": a restarted server has every collection released.
+_NOT_LOADED = 101
+_CONNECT_FAILED = 2
+
+
+def transient(exc: BaseException) -> bool:
+    """Whether `exc` says the server is away or just came back (worth trying again)."""
+    import grpc  # noqa: PLC0415 (pymilvus' own dependency)
+    from pymilvus.exceptions import (  # noqa: PLC0415
+        ConnectError,
+        MilvusException,
+        MilvusUnavailableException,
+    )
+
+    if isinstance(exc, (ConnectError, MilvusUnavailableException, ConnectionError)):
+        return True
+    if isinstance(exc, grpc.RpcError):
+        return exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+    return isinstance(exc, MilvusException) and exc.code in (_CONNECT_FAILED, _NOT_LOADED)
 
 
 def _quote(value: str) -> str:
@@ -50,10 +73,13 @@ def _doc_filter(doc_key: str) -> str:
 class MilvusStore:
     """pymilvus' MilvusClient behind the few operations ragmesh needs.
 
-    `uri` is a Milvus server (http://host:19530) or a Milvus Lite file (*.db).
+    `uri` is a Milvus server (http://host:19530) or a Milvus Lite file (*.db). While the
+    server is away (restarting) each operation is tried again for up to `retry_s` seconds,
+    then raises `retry.VectorStoreUnavailable`.
     """
 
-    def __init__(self, uri: str, token: str | None = None, index: Index | None = None) -> None:
+    def __init__(self, uri: str, token: str | None = None, index: Index | None = None,
+                 retry_s: float = 30.0) -> None:
         from pymilvus import MilvusClient  # noqa: PLC0415 (heavy import)
 
         if "://" not in uri:  # pymilvus runs Milvus Lite over the file in this process
@@ -67,11 +93,21 @@ class MilvusStore:
         # segments on its own, and a flush per write would only leave it small segments.
         self.is_lite = str(self.client.get_server_version()).startswith("milvus_lite")
         self.index = index or Index()
+        self.retry_s = retry_s
         self._ready: set[str] = set()
         self._lock = threading.Lock()
 
-    def ping(self) -> None:
-        self.client.list_collections()
+    def _retrying(self, op: Callable[[], T]) -> T:
+        def again(exc: BaseException) -> None:
+            log.warning("vectorstore_retry", error=f"{type(exc).__name__}: {exc}"[:300])
+            # A server that restarted has released every collection: load them again.
+            self._ready.clear()
+
+        return retry.call(op, is_transient=transient, give_up_after_s=self.retry_s,
+                          on_retry=again)
+
+    def ping(self, timeout_s: float = 3.0) -> None:
+        self.client.list_collections(timeout=timeout_s)
 
     def _ensure(self, collection: str, dim: int) -> None:
         """Create and load the collection on first use (a collection must be loaded to search)."""
@@ -104,9 +140,15 @@ class MilvusStore:
 
     def replace_document(self, collection: str, doc_key: str, document_id: str, source: str,
                          chunks: Sequence[IndexedChunk]) -> int:
-        """Delete the document's old chunks, then insert the new ones: no duplicates."""
+        """Delete the document's old chunks, then insert the new ones: no duplicates (a retry
+        deletes what a failed try may have written)."""
+        return self._retrying(lambda: self._replace(collection, doc_key, document_id, source,
+                                                    chunks))
+
+    def _replace(self, collection: str, doc_key: str, document_id: str, source: str,
+                 chunks: Sequence[IndexedChunk]) -> int:
         if not chunks:
-            self.delete_document([collection], doc_key)
+            self._delete([collection], doc_key)
             return 0
         self._ensure(collection, len(chunks[0].vector))
         self.client.delete(collection, filter=_doc_filter(doc_key))
@@ -118,6 +160,9 @@ class MilvusStore:
         return len(rows)
 
     def delete_document(self, collections: Sequence[str], doc_key: str) -> None:
+        self._retrying(lambda: self._delete(collections, doc_key))
+
+    def _delete(self, collections: Sequence[str], doc_key: str) -> None:
         for collection in collections:
             if self.exists(collection):
                 self.client.delete(collection, filter=_doc_filter(doc_key))
@@ -128,6 +173,9 @@ class MilvusStore:
             self.client.flush(collection)
 
     def search(self, collection: str, vector: Sequence[float], top_k: int) -> list[Chunk]:
+        return self._retrying(lambda: self._search(collection, vector, top_k))
+
+    def _search(self, collection: str, vector: Sequence[float], top_k: int) -> list[Chunk]:
         if not self.exists(collection):
             return []
         self._ensure(collection, len(vector))

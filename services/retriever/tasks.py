@@ -8,11 +8,13 @@ from typing import Any
 import redis
 
 from services.retriever import core
+from services.retriever.retry import VectorStoreUnavailable
 from services.retriever.store import MilvusStore
 from shared import metrics, stages
 from shared.jobs import (
     DeleteDocumentJob,
     DocumentStatus,
+    ErrorInfo,
     GenerateJob,
     IndexDocumentJob,
     QueryStatus,
@@ -60,8 +62,14 @@ def retrieve(payload: dict[str, Any]) -> None:
                            carried=job.timings_ms)
     if started is None:
         return
-    chunks = core.retrieve(res.store, job.params.collection, job.vector, job.params.top_k,
-                           res.settings.retrieval_score_threshold)
+    try:
+        chunks = core.retrieve(res.store, job.params.collection, job.vector, job.params.top_k,
+                               res.settings.retrieval_score_threshold)
+    except VectorStoreUnavailable as exc:
+        stages.done("retrieve", started, "vectorstore_unavailable")
+        res.queries.finish(job.query_id, QueryStatus.FAILED, unavailable(exc))
+        metrics.QUERIES.labels(QueryStatus.FAILED.value).inc()
+        return
     took = stages.done("retrieve", started)
     # From here the query waits for a generation slot, for at most the queue timeout.
     with res.connection.pipeline() as pipe:
@@ -76,15 +84,27 @@ def retrieve(payload: dict[str, Any]) -> None:
             pipe.execute()
 
 
+def unavailable(exc: VectorStoreUnavailable) -> ErrorInfo:
+    return ErrorInfo(code="vectorstore_unavailable", message=f"the vector store stayed "
+                     f"unreachable; submit it again shortly ({exc})"[:500])
+
+
 def index_document(payload: dict[str, Any]) -> None:
     job = IndexDocumentJob.model_validate(payload)
     res, docs = _res(), _res().documents
     if docs.generation(job.doc_key) != job.generation:
         metrics.JOBS.labels("index_document", "stale").inc()
         return
-    res.store.delete_document(job.stale_collections, job.doc_key)
-    count = res.store.replace_document(job.collection, job.doc_key, job.document_id, job.source,
-                                       job.chunks)
+    try:
+        res.store.delete_document(job.stale_collections, job.doc_key)
+        count = res.store.replace_document(job.collection, job.doc_key, job.document_id,
+                                           job.source, job.chunks)
+    except VectorStoreUnavailable as exc:
+        docs.transition(job.doc_key, DocumentStatus.FAILED.value,
+                        error=unavailable(exc).model_dump())
+        metrics.DOCUMENTS.labels("failed").inc()
+        metrics.JOBS.labels("index_document", "vectorstore_unavailable").inc()
+        return
     if docs.generation(job.doc_key) is None:
         # Deleted while we were writing: take our chunks back out.
         res.store.delete_document([job.collection], job.doc_key)

@@ -52,8 +52,23 @@ def never_stop() -> str | None:
     return None
 
 
+class CharTokens:
+    """A fake engine tokenizer: one token per character, a 2048-token context."""
+
+    context_len = 2048
+
+    def count(self, text: str) -> int:
+        return len(text)
+
+
+def budget_for(job: GenerateJob, max_context_tokens: int = 1500) -> prompt.Budget:
+    return prompt.plan(2048, prompt.fixed_tokens(CharTokens().count), job.params.max_tokens,
+                       max_context_tokens)
+
+
 def run(engine: FakeEngine, job: GenerateJob | None = None, **kw: Any):
-    kw.setdefault("max_context_chars", 6000)
+    kw.setdefault("tokens", CharTokens())
+    kw.setdefault("max_context_tokens", 1500)
     kw.setdefault("timeout_s", 30.0)
     return answer(engine, job or make_job(), should_stop=never_stop, **kw)
 
@@ -93,16 +108,26 @@ def test_engine_receives_params_prompt_and_callbacks() -> None:
         pass
 
     before = time.time()
-    answer(engine, job, max_context_chars=6000, timeout_s=45.0, should_stop=never_stop,
-           on_delta=on_delta)
+    answer(engine, job, tokens=CharTokens(), max_context_tokens=1500, timeout_s=45.0,
+           should_stop=never_stop, on_delta=on_delta)
     (call,) = engine.calls
     assert call["max_tokens"] == 33
     assert call["temperature"] == 0.7
     assert before + 45.0 <= call["deadline"] <= time.time() + 45.0
     assert call["should_stop"] is never_stop
     assert call["on_delta"] is on_delta
-    messages, _ = prompt.build_messages(job.question, job.chunks, 6000)
+    messages, _ = prompt.build_messages(job.question, job.chunks, budget_for(job),
+                                        CharTokens().count)
     assert call["messages"] == messages
+
+
+def test_an_answer_longer_than_the_context_allows_is_asked_shorter() -> None:
+    engine = FakeEngine(Generation(text="ok"))
+    run(engine, make_job(max_tokens=4096))
+    (call,) = engine.calls
+    prompt_tokens = sum(len(m["content"]) + prompt.TEMPLATE_TOKENS for m in call["messages"])
+    assert call["max_tokens"] < 4096
+    assert prompt_tokens + call["max_tokens"] <= CharTokens.context_len
 
 
 def test_completion_tokens_fall_back_to_delta_count() -> None:
@@ -115,8 +140,8 @@ def test_citations_cover_only_passages_in_the_prompt() -> None:
     chunks = [Chunk(document_id=f"d{i}", chunk_id=f"d{i}:0", source=f"s{i}.md",
                     text="word " * 120, score=0.9 - i / 10) for i in range(4)]
     engine = FakeEngine(Generation(text="See [1] and [4]."))
-    outcome = run(engine, make_job(chunks=chunks), max_context_chars=800)
-    _, used = prompt.build_messages("q", chunks, 800)
+    outcome = run(engine, make_job(chunks=chunks), max_context_tokens=800)
+    _, used = prompt.build_messages("q", chunks, budget_for(make_job(), 800), len)
     assert used < 4
     assert len(outcome.citations) == used
     assert [c["cited"] for c in outcome.citations][0] is True

@@ -1,0 +1,3 @@
+from bench.chaos import main
+
+main()
