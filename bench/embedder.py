@@ -54,6 +54,8 @@ ROOT = Path(__file__).resolve().parents[1]
 LEVELS = (1, 8, 32)
 DOC_LEVELS = (1, 4)
 MIXED_QUERIES = 4  # questions outstanding beside one document
+QUERY_SIDES = ["offline", "before", "after", "eager"]
+DOC_SIDES = ["offline", "before", "after"]
 OWNER = owner_of("bench-key")
 PARAMS = QueryParams(top_k=6, collection="bench", max_tokens=64, temperature=0.0)
 DONE = f"rq:queue:{Queues.RETRIEVE.value}"  # RQ's list of the queue the embedder hands on to
@@ -217,13 +219,16 @@ INSTANT = ("bench.standins", "embedder")
 
 
 def default_sides(lanes: int) -> list[tuple[str, tuple[str, ...], dict[str, str]]]:
-    """before (one lane), after (`lanes` lanes) and instant (`lanes` lanes over an instant
-    stand-in model: what the worker costs without the model)."""
-    # before: one job at a time, a document in encode calls of up to 32 chunks, as it was.
-    return [("before", REAL, {"RAGMESH_EMBEDDING_LANES": "1",
+    """before: one job at a time, the eager model, a document in encode calls of up to 32
+    chunks, as the embedder was; after: the defaults (`lanes` lanes, batching, the traced
+    transformer); eager: after without the traced transformer; instant: after over an instant
+    stand-in model, what the worker costs without the model."""
+    lanes_env = {"RAGMESH_EMBEDDING_LANES": str(lanes)}
+    return [("before", REAL, {"RAGMESH_EMBEDDING_LANES": "1", "RAGMESH_EMBEDDING_TRACE": "false",
                               "RAGMESH_EMBEDDING_BATCH_CHARS": "1000000"}),
-            ("after", REAL, {"RAGMESH_EMBEDDING_LANES": str(lanes)}),
-            ("instant", INSTANT, {"RAGMESH_EMBEDDING_LANES": str(lanes)})]
+            ("after", REAL, lanes_env),
+            ("eager", REAL, {**lanes_env, "RAGMESH_EMBEDDING_TRACE": "false"}),
+            ("instant", INSTANT, lanes_env)]
 
 
 @contextmanager
@@ -298,7 +303,7 @@ class Bench:
 
     def round(self, r: int) -> None:
         for c in LEVELS:
-            for name in _order(r):
+            for name in _order(r, QUERY_SIDES):
                 self.keep(f"q{c}_{name}", offline(self.encoder, self.texts, c, self.seconds)
                           if name == "offline" else self.queries(name, c))
         self.keep("q32_instant", self.queries("instant", 32))
@@ -309,7 +314,7 @@ class Bench:
             print(f"  mixed_{name}: query embed p50 {report.pct(latencies, 50):.0f} ms, "
                   f"p95 {report.pct(latencies, 95):.0f} ms", flush=True)
         for c in DOC_LEVELS:
-            for name in _order(r):
+            for name in _order(r, DOC_SIDES):
                 self.keep(f"d{c}_{name}", offline(self.encoder, self.chunks, len(self.chunks),
                                                   self.seconds)
                           if name == "offline" else self.documents(name, c))
@@ -323,6 +328,7 @@ def run(out_dir: Path, quick: bool = False, threads: int = 1, lanes: int | None 
     chunks = chunk_text(document, settings.ingest_chunk_size, settings.ingest_chunk_overlap)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     encoder = core.load_encoder(settings.embedding_model, settings.embedding_device, threads)
+    print(f"offline model: {core.trace_transformer(encoder)}", flush=True)
     with tempfile.TemporaryDirectory(prefix="ragmesh-bench-") as tmp, \
             workers(Path(tmp), threads, default_sides(lanes), out_dir / "logs") as (vk, sides):
         bench = Bench(vk, sides, encoder, questions(), document, chunks, seconds)
@@ -332,8 +338,7 @@ def run(out_dir: Path, quick: bool = False, threads: int = 1, lanes: int | None 
     return summarise(bench, out_dir, threads, lanes)
 
 
-def _order(round_: int) -> list[str]:
-    sides = ["offline", "before", "after"]
+def _order(round_: int, sides: list[str]) -> list[str]:
     k = round_ % len(sides)
     return sides[k:] + sides[:k]
 
@@ -356,7 +361,7 @@ def _query_figures(results: dict[str, list[Measured]], rate: dict[str, float]
         figures[f"c{c}_offline_batch{c}_per_s"] = rate[f"q{c}_offline"]
         figures[f"c{c}_offline_cpu_ms_per_text"] = _median(results[f"q{c}_offline"],
                                                            lambda m: m.cpu_ms["bench"])
-        for name in ("before", "after"):
+        for name in ("before", "after", "eager"):
             key = f"q{c}_{name}"
             figures[f"c{c}_{name}_per_s"] = rate[key]
             figures[f"c{c}_{name}_vs_offline_batch32"] = rate[key] / batch32
@@ -368,7 +373,8 @@ def _query_figures(results: dict[str, list[Measured]], rate: dict[str, float]
                              f"{cpu['driver']:.2f}"])
         rows.append([c, f"{rate[f'q{c}_offline']:.1f}", f"{batch32:.1f}",
                      *(f"{rate[f'q{c}_{n}']:.1f} ({rate[f'q{c}_{n}'] / batch32:.2f}; "
-                       f"{figures[f'c{c}_{n}_mean_batch']:.1f})" for n in ("before", "after"))])
+                       f"{figures[f'c{c}_{n}_mean_batch']:.1f})"
+                       for n in ("before", "after", "eager"))])
     figures["c32_instant_model_per_s"] = rate["q32_instant"]
     icpu = _cpu(results["q32_instant"])
     figures.update({f"c32_instant_model_cpu_ms_per_job_{p}": v for p, v in icpu.items()})
@@ -436,12 +442,16 @@ def _markdown(f: dict[str, float], rows: list[list[object]], cpu_rows: list[list
     return (
         f"Real embedder workers (`python -m services.embedder`, bundled MiniLM) on Valkey, "
         f"driven at the stage level with C embed-query jobs outstanding; offline: `encode` on "
-        f"batches in the bench process. Workers and offline side use {threads} torch "
-        f"thread(s). Before: 1 lane; after: {lanes} lanes, dynamic batching. Medians of "
-        f"rounds that alternate the three sides.\n\n"
+        f"batches in the bench process, with the traced transformer as the after worker runs "
+        f"it (alone, traced and eager encode at the same speed). Workers and offline side use "
+        f"{threads} torch thread(s). Before: 1 lane, eager model (the embedder as it was); "
+        f"after: {lanes} lanes, dynamic batching, traced transformer (the defaults); after, "
+        f"eager model: the same without the trace. Medians of rounds that alternate the "
+        f"sides.\n\n"
         + report.table(["C", "offline batch-C /s", "offline batch-32 /s",
                         "before /s (vs batch-32; mean batch)",
-                        "after /s (vs batch-32; mean batch)"], rows)
+                        "after /s (vs batch-32; mean batch)",
+                        "after, eager model /s (vs batch-32; mean batch)"], rows)
         + "\n\nCPU per embed-query job (ms), by process. Offline, the model alone takes "
         f"{f['c1_offline_cpu_ms_per_text']:.1f} ms per text one at a time and "
         f"{f['c32_offline_cpu_ms_per_text']:.1f} ms in batches of 32. 'instant model': the "

@@ -126,6 +126,11 @@ class Settings(BaseSettings):
                                    "(0: all its cores but one, which the lanes' queue work needs; "
                                    "at least 1). `ragmesh up` leaves the core its local engine is "
                                    "pinned to.")
+    embedding_trace: bool = Field(True, description="Run the model's transformer as a "
+                                  "TorchScript graph, checked against the model at start (on "
+                                  "any difference the model runs as it is): the graph runs "
+                                  "without Python's interpreter lock, which the lanes' queue "
+                                  "work needs too.")
     embedding_batch_size: int = Field(32, ge=1, le=1024, description="Most texts in one encode "
                                       "call: questions and chunks of the jobs that wait are "
                                       "encoded together up to this; a larger document goes in "

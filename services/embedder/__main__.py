@@ -19,6 +19,8 @@ def main() -> None:
     log.info("loading_model", model=settings.embedding_model, device=settings.embedding_device)
     encoder = core.load_encoder(settings.embedding_model, settings.embedding_device,
                                 settings.embedding_threads)
+    if settings.embedding_trace:
+        log.info("tracing_model", outcome=core.trace_transformer(encoder))
     batching = BatchingEncoder(encoder, max_batch=settings.embedding_batch_size,
                                max_chars=settings.embedding_batch_chars)
     tasks.setup(tasks.Resources(settings=settings, connection=connect(settings),

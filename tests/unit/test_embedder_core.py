@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from services.embedder.core import resolve_model, torch_threads
+from services.embedder.core import resolve_model, torch_threads, trace_transformer
 
 pytestmark = pytest.mark.unit
 
@@ -33,3 +33,11 @@ def test_threads_leave_a_core_for_the_lanes(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})
     assert torch_threads(0) == 1
     assert torch_threads(2) == 2  # set explicitly: as set
+
+
+def test_a_model_it_does_not_know_is_left_as_it_is():
+    class Unknown:
+        def __getitem__(self, i: int) -> object:
+            return object()
+
+    assert trace_transformer(Unknown()).startswith("kept eager")
