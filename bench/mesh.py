@@ -34,7 +34,13 @@ import redis
 
 from bench import report
 from bench.load import drive
-from bench.standins import InstantEncoder, InstantEngine, InstantStore, stage_delays
+from bench.standins import (
+    InstantEncoder,
+    InstantEngine,
+    InstantStore,
+    instant_tokens,
+    stage_delays,
+)
 from ragmesh.procs import Proc, free_port, wait_until
 from ragmesh.valkey import valkey_proc, wait_for_valkey
 from services.embedder import core as embed_core
@@ -127,6 +133,7 @@ class InProcess:
         self.encoder = InstantEncoder(self.delays.get("embed", 0))
         self.store = InstantStore(self.delays.get("retrieve", 0))
         self.engine = InstantEngine(self.delays.get("generate", 0))
+        self.tokens = instant_tokens(settings)
         self.scale = Scale(settings.retrieval_score_threshold, settings.trust_full_score,
                            settings.trust_threshold)
 
@@ -140,7 +147,8 @@ class InProcess:
         chunks = retrieve_core.retrieve(self.store, params.collection, vector, params.top_k,
                                         s.retrieval_score_threshold)
         job = GenerateJob(query_id="0" * 32, question=question, params=params, chunks=chunks)
-        outcome = gen_core.answer(self.engine, job, max_context_chars=s.generator_max_context_chars,
+        outcome = gen_core.answer(self.engine, job, tokens=self.tokens,
+                                  max_context_tokens=s.generator_max_context_tokens,
                                   timeout_s=s.generator_timeout, should_stop=lambda: None,
                                   scale=self.scale)
         if outcome.status.value != "succeeded":

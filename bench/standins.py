@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from services.generator.engine import Generation
+from services.generator.tokens import EngineTokens
 from shared.jobs import Chunk
 
 DIM = 384
@@ -95,6 +96,12 @@ class InstantEngine:
         return gen
 
 
+def instant_tokens(settings: object) -> EngineTokens:
+    """Token counts without an engine to ask: the UTF-8 bytes bound (services/generator)."""
+    return EngineTokens("instant://engine/v1", "instant",
+                        settings.engine_max_model_len, supported=False)  # type: ignore[attr-defined]
+
+
 def serve(stage: str) -> None:
     """The real worker of `stage` over its stand-in (see the module's docstring)."""
     from shared.jobs import Queues  # noqa: PLC0415
@@ -133,7 +140,8 @@ def serve(stage: str) -> None:
         pool = [EngineSlot(InstantEngine(delays.get("generate", 0)),  # type: ignore[arg-type]
                            EngineSlots(connection, "instant://engine",
                                        settings.generator_max_concurrency,
-                                       settings.generator_lease_seconds))]
+                                       settings.generator_lease_seconds),
+                           instant_tokens(settings))]
         gen_tasks.setup(gen_tasks.Resources(settings, connection, pool))
         run_worker(settings, stage, [Queues.GENERATE], lambda: (True, "stand-in"),
                    lanes=settings.lanes)
