@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import warnings
 from collections.abc import Sequence
@@ -41,7 +42,24 @@ def torch_threads(setting: int) -> int:
     embedding job cost three to six times the CPU that one thread did."""
     if setting:
         return setting
-    return max(1, len(os.sched_getaffinity(0)) - 1)
+    return max(1, usable_cpus() - 1)
+
+
+# cgroup v2's CPU quota ("max 100000" when there is none); Compose's `cpus:` sets it.
+CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
+
+
+def usable_cpus() -> int:
+    """The cores this process may run on, within its container's CPU quota: a quota is no
+    affinity, and torch would start a thread for every core of the host."""
+    cpus = len(os.sched_getaffinity(0))
+    try:
+        quota, period = CPU_MAX.read_text().split()[:2]
+        if quota != "max":
+            cpus = min(cpus, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return cpus
 
 
 def load_encoder(name: str, device: str, threads: int = 0) -> Any:
