@@ -31,8 +31,8 @@ class ChaosMesh:
         self.mesh = Mesh(settings, report=report, engine_model=engine_model)
         self.report = report
         self.error: BaseException | None = None
-        self._stop, self._resume = threading.Event(), threading.Event()
-        self._resume.set()
+        self._stop, self._paused = threading.Event(), threading.Event()
+        self._lock = threading.Lock()  # held while the supervisor checks
         self._thread = threading.Thread(target=self._supervise, name="chaos-supervisor",
                                         daemon=True)
 
@@ -43,32 +43,36 @@ class ChaosMesh:
         return self
 
     def stop(self) -> None:
+        # Stop the children while the supervisor thread still lives: a child it restarted
+        # gets SIGTERM when that thread ends (ragmesh.procs), Valkey first of all.
+        with self._lock:
+            self._paused.set()
+        self.mesh.stop()
         self._stop.set()
-        self._resume.set()
         if self._thread.is_alive():
             self._thread.join(10)
-        self.mesh.stop()
 
     def _supervise(self) -> None:
-        while not self._stop.is_set():
-            self._resume.wait()
-            try:
-                self.mesh.check()
-            except RuntimeError as exc:  # a child that keeps dying: the run cannot go on
-                self.error = exc
-                self.report(f"supervisor gave up: {exc}")
-                return
-            self._stop.wait(0.5)
+        while not self._stop.wait(0.5):
+            with self._lock:
+                if self._paused.is_set():
+                    continue
+                try:
+                    self.mesh.check()
+                except RuntimeError as exc:  # a child that keeps dying: the run cannot go on
+                    self.error = exc
+                    self.report(f"supervisor gave up: {exc}")
+                    return
 
     @contextlib.contextmanager
     def paused(self) -> Iterator[None]:
         """The supervisor restarts nothing inside this block (a component stays down)."""
-        self._resume.clear()
-        time.sleep(0.6)  # let a check in progress finish
+        with self._lock:
+            self._paused.set()
         try:
             yield
         finally:
-            self._resume.set()
+            self._paused.clear()
 
     # --- what faults and audits use
     @property
