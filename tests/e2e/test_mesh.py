@@ -15,6 +15,7 @@ import pytest
 
 from ragmesh.procs import free_port
 from tests.conftest import ROOT
+from tests.support.processes import alive
 
 pytestmark = pytest.mark.e2e
 
@@ -33,15 +34,6 @@ def _descendants(pid: int) -> dict[int, str]:
         frontier = set(children) - set(found)
         found.update(children)
     return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    status = Path(f"/proc/{pid}/status")
-    return status.exists() and "zombie" not in status.read_text()
 
 
 def _ready(url: str) -> bool:
@@ -138,7 +130,7 @@ def test_up_ingest_ask_and_stop_cleanly(tmp_path: Path, tiny_model: Path) -> Non
     for part in ("valkey", "services.retriever.lite", "vllm.entrypoints", "services.api",
                  "worker:embedder", "worker:retriever", "worker:generator"):
         assert part in commands  # every component ran under `ragmesh up`...
-    left = {pid: args for pid, args in procs.items() if _alive(pid)}
+    left = {pid: args for pid, args in procs.items() if alive(pid)}
     assert left == {}, left  # ...and none is left after Ctrl-C
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"http://127.0.0.1:{api_port}/healthz")

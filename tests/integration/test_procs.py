@@ -4,7 +4,6 @@ is reconnecting, which is what the mesh's supervisor does when it restarts Milvu
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import subprocess
@@ -16,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from ragmesh.procs import Proc, free_port, wait_until
+from tests.support.processes import alive
 
 pytestmark = pytest.mark.integration
 
@@ -30,15 +30,6 @@ time.sleep(120)
 """
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    status = Path(f"/proc/{pid}/status")
-    return status.exists() and "zombie" not in status.read_text()
-
-
 def test_a_child_dies_with_its_launcher_even_when_the_launcher_is_killed(tmp_path: Path):
     launcher = subprocess.Popen([sys.executable, "-c", LAUNCHER, str(tmp_path / "child.log")],
                                 stdout=subprocess.PIPE, text=True,
@@ -49,7 +40,7 @@ def test_a_child_dies_with_its_launcher_even_when_the_launcher_is_killed(tmp_pat
                "the child to become its command")
     launcher.send_signal(signal.SIGKILL)
     launcher.wait()
-    wait_until(lambda: not _alive(child), 10, "the child to die with its launcher")
+    wait_until(lambda: not alive(child), 10, "the child to die with its launcher")
 
 
 def test_children_start_while_a_grpc_client_reconnects(tmp_path: Path):
