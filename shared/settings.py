@@ -114,8 +114,8 @@ class Settings(BaseSettings):
     embedding_device: str = Field("cpu", description="torch device for the embedder.")
     embedding_threads: int = Field(0, ge=0, le=256, description="torch threads of the embedder "
                                    "(0: the cores it may use, within its container's CPU quota, "
-                                   "but one, which the lanes' queue work needs; at least 1). `ragmesh up` leaves the core its local engine is "
-                                   "pinned to.")
+                                   "but one, which the lanes' queue work needs; at least 1). "
+                                   "`ragmesh up` leaves the core its local engine is pinned to.")
     embedding_trace: bool = Field(True, description="Run the model's transformer as a "
                                   "TorchScript graph, checked against the model at start (on "
                                   "any difference the model runs as it is): the graph runs "
