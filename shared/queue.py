@@ -64,15 +64,33 @@ def queue(connection: redis.Redis, name: Queues) -> Queue:
     return Queue(name.value, connection=connection, serializer=JSONSerializer)
 
 
+_QUEUES: dict[tuple[int, Queues], Queue] = {}
+
+
+def _queue_for(connection: redis.Redis, name: Queues) -> Queue:
+    """The stage queue on `connection`, built once: a Queue holds no state of its own beyond
+    its name, connection and serializer, and building one costs more than enqueueing on it."""
+    key = (id(connection), name)
+    found = _QUEUES.get(key)
+    if found is None or found.connection is not connection:  # new, or a reused id()
+        if len(_QUEUES) >= 64:  # processes hold a few clients; tests make many
+            _QUEUES.clear()
+        found = _QUEUES[key] = queue(connection, name)
+    return found
+
+
 def enqueue(connection: redis.Redis, task: Tasks, payload: BaseModel, *, job_timeout: int,
             job_id: str | None = None, pipeline: Pipeline | None = None) -> Job:
     """Enqueue `task` with a validated payload on the stage queue it belongs to, in one
     transaction (RQ alone takes two round trips); in `pipeline` when one is given (a
     transaction: `multi()` before its first command), which the caller then sends."""
     with connection.pipeline() if pipeline is None else contextlib.nullcontext(pipeline) as pipe:
-        job = queue(connection, TASK_QUEUE[task]).enqueue(
+        job = _queue_for(connection, TASK_QUEUE[task]).enqueue(
             task.value,
             payload.model_dump(mode="json"),
+            # RQ's default description is the call's repr, the whole payload (a document's
+            # text, a question's vector) built and stored once more for every job.
+            description=task.value,
             job_id=job_id,
             job_timeout=job_timeout,
             result_ttl=60,
