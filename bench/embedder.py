@@ -38,6 +38,8 @@ from typing import Any
 import httpx
 import redis
 from prometheus_client.parser import text_string_to_metric_families
+from rq.job import Job
+from rq.serializers import JSONSerializer
 
 from bench import report
 from ragmesh.procs import Proc, free_port, log_tail, wait_until
@@ -90,6 +92,7 @@ class Side:
     metrics_port: int
     queries: QueryRecords = field(init=False)
     docs: DocumentRecords = field(init=False)
+    embed_work_ms: dict[str, float] = field(default_factory=dict)  # query id → embed work
 
     def __post_init__(self) -> None:
         self.queries = QueryRecords(self.conn, 3600)
@@ -110,25 +113,28 @@ class Side:
             source="handbook.md", collection="bench", text=text), job_timeout=300)
 
     def wait_done(self) -> str:
-        """One job handed on: "query" or "document"; its payload (vectors) is dropped."""
+        """One job handed on: "query" or "document"; a query's embed work time (which travels
+        with the job, not in the record) is kept for `embed_ms`, its vector is dropped."""
         popped = self.conn.blpop([DONE], timeout=60)
         if popped is None:
             raise TimeoutError(f"{self.label}: no job finished within 60 s; last lines of "
                                f"{self.proc.log_path}:\n{log_tail(self.proc.log_path)}")
-        key = f"rq:job:{popped[1].decode()}"
-        with self.conn.pipeline(transaction=False) as pipe:
-            pipe.hget(key, "description")  # RQ's call string: the task's name first
-            pipe.unlink(key)
-            description = pipe.execute()[0] or b""
-        return "document" if Tasks.INDEX_DOCUMENT.value.encode() in description else "query"
+        job = Job.fetch(popped[1].decode(), connection=self.conn, serializer=JSONSerializer)
+        self.conn.unlink(job.key)
+        if job.func_name == Tasks.INDEX_DOCUMENT.value:
+            return "document"
+        payload = job.args[0]
+        self.embed_work_ms[payload["query_id"]] = float(payload["timings_ms"]["embed"])
+        return "query"
 
     def embed_ms(self, query_ids: list[str]) -> list[float]:
-        """Each query's embed stage as its record tells it: queue wait plus work."""
+        """Each query's embed stage: its queue wait (from its record) plus its work."""
         with self.conn.pipeline(transaction=False) as pipe:
             for query_id in query_ids:
-                pipe.hmget(self.queries.key(query_id), "w_embed", "t_embed")
-            rows = pipe.execute()
-        return [float(w) + float(t) for w, t in rows if w is not None and t is not None]
+                pipe.hget(self.queries.key(query_id), "w_embed")
+            waits = pipe.execute()
+        return [float(w) + self.embed_work_ms[q] for q, w in zip(query_ids, waits, strict=True)
+                if w is not None and q in self.embed_work_ms]
 
     def batches(self) -> tuple[float, float]:
         """(texts, encode calls) the worker has reported so far."""
