@@ -107,8 +107,9 @@ class Settings(BaseSettings):
                                      "new job in its append-only file on disk (WAITAOF), so a "
                                      "Redis crash cannot lose an accepted query or document; "
                                      "else 503. Nothing to wait for when Redis keeps no AOF. "
-                                     "Costs ~0.1 s per POST with appendfsync everysec, a few ms "
-                                     "with always (docs/faults.md).")
+                                     "It holds against a machine crash only with appendfsync "
+                                     "always: under everysec WAITAOF does not wait for an fsync "
+                                     "(docs/faults.md).")
 
     # --- redis
     redis_url: SecretStr = Field(SecretStr("redis://127.0.0.1:6379/0"), description="Redis or "
@@ -116,7 +117,8 @@ class Settings(BaseSettings):
     redis_appendfsync: Literal["always", "everysec", "no"] = Field(
         "always", description="When the Valkey that `ragmesh up` starts writes its "
         "append-only file to disk: always (every write it acknowledged survives a crash; "
-        "docs/faults.md measures the cost), everysec (up to a second of writes lost) or no.")
+        "docs/faults.md measures the cost), everysec (a machine crash loses up to a second of "
+        "writes, accepted jobs included) or no.")
 
     # --- embedding
     embedding_model: str = Field("all-MiniLM-L6-v2", description="sentence-transformers model: "

@@ -222,7 +222,7 @@ def test_interpolation_follows_compose_rules():
 def test_redis_is_durable_authenticated_and_never_evicts(services):
     redis = services["redis"]
     command = " ".join(redis["command"])
-    for flag in ("--appendonly yes", "--appendfsync everysec", "--maxmemory-policy noeviction",
+    for flag in ("--appendonly yes", "--appendfsync always", "--maxmemory-policy noeviction",
                  '--requirepass "$REDIS_PASSWORD"'):
         assert flag in command
     assert "REDISCLI_AUTH" in redis["healthcheck"]["test"][1]
