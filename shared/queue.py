@@ -93,7 +93,9 @@ def enqueue(connection: redis.Redis, task: Tasks, payload: BaseModel, *, job_tim
             description=task.value,
             job_id=job_id,
             job_timeout=job_timeout,
-            result_ttl=60,
+            # Nothing reads an RQ result: outcomes go to the records. RQ deletes a job with
+            # result_ttl 0 as it succeeds (shared.worker does it in one round trip).
+            result_ttl=0,
             failure_ttl=24 * 3600,
             on_failure=Callback(FAILURE_CALLBACK),
             pipeline=pipe,

@@ -192,8 +192,8 @@ def _recover(client: redis.Redis, job_id: str, result_ttl: int, stage_timeout: i
         log.warning("job_lost", job_id=job_id, task=task.value, attempts=attempts)
         return
     again = queue(client, TASK_QUEUE[task]).enqueue(
-        task.value, payload, job_timeout=job.timeout or stage_timeout, result_ttl=60,
-        failure_ttl=24 * 3600, meta={"recoveries": attempts + 1},
+        task.value, payload, job_timeout=job.timeout or stage_timeout, result_ttl=0,
+        description=task.value, failure_ttl=24 * 3600, meta={"recoveries": attempts + 1},
         on_failure=Callback(FAILURE_CALLBACK))
     if "query_id" in payload:
         # The new job may claim the stage the dead one had claimed.
