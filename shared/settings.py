@@ -218,6 +218,11 @@ class Settings(BaseSettings):
                                       "in tokens (the prompt asks for one to three sentences).")
     generator_temperature: float = Field(0.0, ge=0, le=2, description="Default temperature.")
     generator_timeout: float = Field(120.0, gt=0, description="Seconds one generation may take.")
+    generator_stream_flush_ms: float = Field(20.0, ge=0, le=1000, description="The answer's "
+                                             "first piece reaches the event stream at once; "
+                                             "later pieces that arrive within this many ms of "
+                                             "the last write go out together, in one write "
+                                             "(0: one write per piece).")
     generator_max_context_tokens: int = Field(1500, ge=100, description="Most tokens of "
                                               "passages put in a prompt, counted by the "
                                               "engine's tokenizer; fewer when the engine's "

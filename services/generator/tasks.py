@@ -51,12 +51,15 @@ def _res() -> Resources:
 
 
 class _Watch:
-    """During generation: publish each token to the event stream, keep the record's partial
-    answer fresh, and notice a cancel (throttled to one Redis read per _POLL_S)."""
+    """During generation: publish the answer's pieces to the event stream (the first at once,
+    then at most one write per `flush_s`: a fast engine's tokens go out together, not a Redis
+    write each), keep the record's partial answer fresh, and notice a cancel (throttled to one
+    Redis read per _POLL_S)."""
 
-    def __init__(self, queries: QueryRecords, query_id: str) -> None:
-        self.queries, self.query_id = queries, query_id
-        self._last_check = self._last_save = 0.0
+    def __init__(self, queries: QueryRecords, query_id: str, flush_s: float) -> None:
+        self.queries, self.query_id, self.flush_s = queries, query_id, flush_s
+        self._last_check = self._last_save = self._last_publish = 0.0
+        self._gen: Generation | None = None
         self.published = 0
 
     def should_stop(self) -> str | None:
@@ -69,13 +72,21 @@ class _Watch:
         return "cancelled" if status is None or status in TERMINAL_QUERY else None
 
     def on_delta(self, gen: Generation) -> None:
-        for delta in gen.deltas[self.published:]:
-            self.queries.publish_delta(self.query_id, delta)
-        self.published = len(gen.deltas)
+        self._gen = gen
         now = time.monotonic()
+        if not self.published or now - self._last_publish >= self.flush_s:
+            self.flush()
         if now - self._last_save >= _POLL_S:
             self._last_save = now
             self.queries.transition(self.query_id, answer=gen.text)
+
+    def flush(self) -> None:
+        """Publish what the engine gave since the last write, in one piece."""
+        pending = self._gen.deltas[self.published:] if self._gen is not None else []
+        if pending:
+            self.queries.publish_delta(self.query_id, "".join(pending))
+            self.published = len(self._gen.deltas)  # type: ignore[union-attr]
+            self._last_publish = time.monotonic()
 
 
 def _wanted(queries: QueryRecords, query_id: str) -> bool:
@@ -120,7 +131,7 @@ def _run(res: Resources, job: GenerateJob, choice: dispatch.EngineSlot | None) -
     started = stages.start(queries, job.query_id, "generate", QueryStatus.GENERATING)
     if started is None:
         return
-    watch = _Watch(queries, job.query_id)
+    watch = _Watch(queries, job.query_id, s.generator_stream_flush_ms / 1000)
     scale = Scale(s.retrieval_score_threshold, s.trust_full_score, s.trust_threshold)
     attempt = 0
     while True:
@@ -137,6 +148,7 @@ def _run(res: Resources, job: GenerateJob, choice: dispatch.EngineSlot | None) -
             break
         time.sleep(s.generator_retry_backoff * 2 ** attempt)
         attempt += 1
+    watch.flush()  # the pieces held back, before the final event
     took = stages.done("generate", started, outcome.status.value)
     queries.finish(job.query_id, outcome.status, outcome.error, answer=outcome.answer,
                    citations=outcome.citations, usage=outcome.usage,
