@@ -66,7 +66,7 @@ def markdown(sections: Sequence[dict[str, Any]]) -> str:
     for s in sections:
         out.append(f"## {s['title']}\n\n{s.get('markdown', '')}\n")
         if s.get("goals"):
-            rows = [[g["name"], g["value"], g["goal"], "met" if g["met"] else "NOT met",
+            rows = [[g["name"], f"{g['value']:.4g}", g["goal"], "met" if g["met"] else "NOT met",
                      g.get("note", "")] for g in s["goals"]]
             out.append(table(["goal", "measured", "target", "", "note"], rows) + "\n")
         out += [f"![{p}]({p})\n" for p in s.get("plots", [])]
