@@ -82,11 +82,12 @@ class _Watch:
 
     def flush(self) -> None:
         """Publish what the engine gave since the last write, in one piece."""
-        pending = self._gen.deltas[self.published:] if self._gen is not None else []
-        if pending:
-            self.queries.publish_delta(self.query_id, "".join(pending))
-            self.published = len(self._gen.deltas)  # type: ignore[union-attr]
-            self._last_publish = time.monotonic()
+        gen = self._gen
+        if gen is None or len(gen.deltas) <= self.published:
+            return
+        self.queries.publish_delta(self.query_id, "".join(gen.deltas[self.published:]))
+        self.published = len(gen.deltas)
+        self._last_publish = time.monotonic()
 
 
 def _wanted(queries: QueryRecords, query_id: str) -> bool:
